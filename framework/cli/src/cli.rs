@@ -1,0 +1,206 @@
+//! Command-line parsing and dispatch.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use parallax_core::recipe::Recipe;
+use parallax_core::{registry, trainer};
+
+/// Contrastive and self-supervised representation learning on Candle.
+#[derive(Parser, Debug)]
+#[command(name = "parallax", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a recipe.
+    Train {
+        /// The recipe file (TOML).
+        recipe: PathBuf,
+        /// Override a recipe value: `--set train.epochs=5` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// The run directory (default: runs/NAME-N, the next free N).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Stop after this many optimizer steps (the schedule is unchanged).
+        #[arg(long)]
+        max_steps: Option<u64>,
+        /// Continue the run in --out (default: the latest runs/NAME-N).
+        #[arg(long)]
+        resume: bool,
+        /// Device: auto, cpu or cuda:N (overrides the recipe).
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// List registered components, optionally of one kind.
+    List {
+        /// data, views, encoders, heads, losses, methods, evaluators or loggers.
+        kind: Option<String>,
+    },
+    /// Work with recipes.
+    Recipe {
+        #[command(subcommand)]
+        command: RecipeCommand,
+    },
+    /// Evaluate a finished run with its recipe's evaluators.
+    Eval {
+        /// The run directory (holds recipe.toml and checkpoint.safetensors).
+        run_dir: PathBuf,
+        /// Device: auto, cpu or cuda:N.
+        #[arg(long)]
+        device: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RecipeCommand {
+    /// Print the resolved recipe (defaults, file, environment, --set).
+    Show {
+        /// The recipe file.
+        recipe: PathBuf,
+        /// Override a recipe value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+}
+
+/// Parses the arguments, runs the command and prints any error with its causes.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    registry::check().context("the plugin registry is inconsistent")?;
+    match cli.command {
+        Command::Train {
+            recipe,
+            sets,
+            out,
+            max_steps,
+            resume,
+            device,
+        } => train(&recipe, &sets, out, max_steps, resume, device),
+        Command::List { kind } => list(kind.as_deref()),
+        Command::Recipe {
+            command: RecipeCommand::Show { recipe, sets },
+        } => {
+            let r = Recipe::load(&recipe, &sets).with_context(|| format!("cannot load {}", recipe.display()))?;
+            print!("{}", r.to_toml_string());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval { run_dir, device } => {
+            let m = trainer::evaluate_run(&run_dir, device.as_deref())
+                .with_context(|| format!("cannot evaluate {}", run_dir.display()))?;
+            for (k, v) in m {
+                println!("{k} = {v:.4}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `runs/NAME-N` directories that exist, by N.
+fn existing_runs(name: &str) -> Vec<(u32, PathBuf)> {
+    let mut v: Vec<(u32, PathBuf)> = std::fs::read_dir("runs")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let f = e.file_name().to_string_lossy().to_string();
+            let n = f.strip_prefix(&format!("{name}-"))?.parse::<u32>().ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn train(
+    recipe_path: &Path,
+    sets: &[String],
+    out: Option<PathBuf>,
+    max_steps: Option<u64>,
+    resume: bool,
+    device: Option<String>,
+) -> Result<ExitCode> {
+    let recipe = Recipe::load(recipe_path, sets).with_context(|| format!("cannot load {}", recipe_path.display()))?;
+    let runs = existing_runs(&recipe.name);
+    let run_dir = match (out, resume) {
+        (Some(o), _) => o,
+        (None, true) => match runs.last() {
+            Some((_, p)) => p.clone(),
+            None => bail!("--resume: no earlier run of `{}` under runs/; name it with --out", recipe.name),
+        },
+        (None, false) => {
+            let n = runs.last().map_or(1, |(n, _)| n + 1);
+            PathBuf::from("runs").join(format!("{}-{n}", recipe.name))
+        }
+    };
+    let opts = trainer::TrainOptions {
+        run_dir: run_dir.clone(),
+        max_steps,
+        resume,
+        device,
+    };
+    let outcome = trainer::train(&recipe, &opts).with_context(|| format!("training {} failed", recipe_path.display()))?;
+    println!("run directory: {}", outcome.run_dir.display());
+    println!("steps: {}", outcome.step);
+    for (k, v) in &outcome.metrics {
+        match outcome.init_metrics.iter().find(|(ik, _)| ik == k) {
+            Some((_, init)) => println!("{k} = {v:.4} (at random initialisation: {init:.4})"),
+            None => println!("{k} = {v:.4}"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn kind_of(arg: &str) -> Option<&'static str> {
+    let a = arg.trim_end_matches('s').replace(['-', '_', ' '], "");
+    Some(match a.as_str() {
+        "data" | "datasource" | "source" => "data source",
+        "view" | "viewgenerator" => "view generator",
+        "encoder" => "encoder",
+        "head" => "head",
+        "los" | "loss" => "loss",
+        "method" => "method",
+        "evaluator" | "eval" => "evaluator",
+        "logger" => "logger",
+        _ => return None,
+    })
+}
+
+fn list(kind: Option<&str>) -> Result<ExitCode> {
+    let want = match kind {
+        Some(k) => Some(kind_of(k).with_context(|| {
+            format!("unknown kind `{k}`; kinds: data, views, encoders, heads, losses, methods, evaluators, loggers")
+        })?),
+        None => None,
+    };
+    for (k, entries) in registry::all() {
+        if want.is_some_and(|w| w != k) {
+            continue;
+        }
+        let plural = if k.ends_with('s') { format!("{k}es") } else { format!("{k}s") };
+        println!("{plural}:");
+        for (name, desc) in entries {
+            println!("  {name:<24} {desc}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

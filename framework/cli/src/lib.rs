@@ -1,0 +1,6 @@
+//! The `parallax` command line. The binary is a thin `main` over
+//! [`cli::main`]; linking every plugin happens in [`plugins`], a library
+//! module, so that the binary and the tests see the same registrations.
+
+pub mod cli;
+pub mod plugins;

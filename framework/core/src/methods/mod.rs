@@ -1,0 +1,78 @@
+//! Methods: generic self-supervised objectives (SimCLR, ...), independent of
+//! the modality. A method owns its heads, target networks, queues and loss.
+
+pub mod simclr;
+
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
+
+use crate::batch::Batch;
+use crate::data::DataMeta;
+use crate::error::Result;
+use crate::losses::Loss;
+use crate::nn::encoder::{Encoder, ForwardCtx};
+use crate::recipe::{Component, Params};
+
+/// What a training step returns.
+pub struct StepOutput {
+    /// The scalar loss to minimise.
+    pub loss: Tensor,
+    /// Extra scalars to log (e.g. positive similarity).
+    pub scalars: Vec<(String, f64)>,
+    /// L2-normalised embeddings of one view, for collapse monitoring.
+    pub embeddings: Option<Tensor>,
+}
+
+/// Everything a method constructor gets.
+pub struct MethodCtx {
+    /// The `[method]` parameters (with nested `projector`, ... tables).
+    pub params: Params,
+    /// The encoder, built from `[encoder]` under `encoder.`.
+    pub encoder: Box<dyn Encoder>,
+    /// The `[encoder]` component, to build copies (momentum encoders).
+    pub encoder_spec: Component,
+    /// The loss from `[loss]`, if the recipe names one.
+    pub loss: Option<Box<dyn Loss>>,
+    /// The root variable builder (use `vb.pp("projector")`, ...).
+    pub vb: VarBuilder<'static>,
+    /// The training data's description.
+    pub meta: DataMeta,
+    /// The run's seed.
+    pub seed: u64,
+}
+
+/// Step information passed to `after_step`.
+#[derive(Clone, Copy, Debug)]
+pub struct StepInfo {
+    /// Optimizer steps done so far (after this one).
+    pub step: u64,
+    /// The total number of steps of the run.
+    pub total_steps: u64,
+}
+
+/// A self-supervised method.
+pub trait Method: Send {
+    /// The forward pass on the views of a batch: returns the loss.
+    fn step(&mut self, views: &[Batch], ctx: &mut ForwardCtx) -> Result<StepOutput>;
+    /// Called after each optimizer step (EMA updates, queues, centres).
+    fn after_step(&mut self, _info: &StepInfo) -> Result<()> {
+        Ok(())
+    }
+    /// The encoder whose representations are evaluated.
+    fn encoder(&self) -> &dyn Encoder;
+    /// Whether the variable `name` is trained by the optimizer (targets
+    /// updated by EMA are not).
+    fn is_trainable(&self, _name: &str) -> bool {
+        true
+    }
+    /// The number of views the method expects.
+    fn num_views(&self) -> usize;
+    /// State outside the model variables (queues, centres), for checkpoints.
+    fn state(&self) -> Result<std::collections::BTreeMap<String, Tensor>> {
+        Ok(Default::default())
+    }
+    /// Restores [`Method::state`].
+    fn load_state(&mut self, _state: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,55 @@
+//! The encoder trait: a batch in, representations out.
+
+use candle_core::Tensor;
+
+use crate::batch::Batch;
+use crate::data::DataMeta;
+use crate::error::Result;
+use crate::rng::Rng;
+
+/// Per-forward state: training mode and the RNG for dropout and masking.
+pub struct ForwardCtx {
+    /// Training mode (dropout on, batch norm uses batch statistics).
+    pub train: bool,
+    /// Draws dropout masks and masking positions.
+    pub rng: Rng,
+}
+
+impl ForwardCtx {
+    /// Training mode with `rng`.
+    pub fn train(rng: Rng) -> Self {
+        ForwardCtx { train: true, rng }
+    }
+
+    /// Evaluation mode (no dropout, running batch-norm statistics).
+    pub fn eval() -> Self {
+        ForwardCtx {
+            train: false,
+            rng: Rng::new(0),
+        }
+    }
+}
+
+/// What an encoder constructor knows about the data.
+#[derive(Clone, Debug)]
+pub struct EncoderCtx {
+    /// The training data's description (input shape, classes).
+    pub meta: DataMeta,
+}
+
+/// Maps a batch to representations `[B, D]` (or `[B, T, D]` for sequence
+/// encoders). Built from its config and a `VarBuilder` (`vb.pp("encoder")`).
+pub trait Encoder: Send + Sync {
+    /// Representations of `batch`.
+    fn forward(&self, batch: &Batch, ctx: &mut ForwardCtx) -> Result<Tensor>;
+    /// The size `D` of a representation.
+    fn output_dim(&self) -> usize;
+}
+
+/// A head: a small network on top of representations (projector, predictor).
+pub trait Head: Send + Sync {
+    /// Applies the head to `x [B, D_in]`.
+    fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> Result<Tensor>;
+    /// The output size.
+    fn output_dim(&self) -> usize;
+}

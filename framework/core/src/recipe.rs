@@ -1,0 +1,647 @@
+//! Recipes: layered TOML configuration.
+//!
+//! Layers, lowest first: built-in defaults < the recipe file <
+//! `PARALLAX_*` environment variables (`__` separates levels, e.g.
+//! `PARALLAX_TRAIN__LR=0.1`) < `--set key=value` flags. Every error names the
+//! key and where its value came from.
+//!
+//! A component section (`[data]`, `[encoder]`, `[method]`, `[[eval]]`, ...)
+//! is a [`Component`]: a registry `name` plus [`Params`] that the component's
+//! constructor reads into its own `deny_unknown_fields` config struct.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use figment::providers::{Env, Format, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Where the values of a recipe came from, to name them in errors.
+#[derive(Clone)]
+pub struct Origins(Option<Arc<Figment>>);
+
+impl Origins {
+    /// Origins for values made in code (tests, programmatic recipes).
+    pub fn none() -> Self {
+        Origins(None)
+    }
+
+    /// Describes where `key` (dotted) came from, e.g. `recipes/simclr.toml`,
+    /// `environment variable PARALLAX_TRAIN__LR` or `--set train.lr`.
+    pub fn describe(&self, key: &str) -> Option<String> {
+        let fig = self.0.as_ref()?;
+        let md = fig.find_metadata(key)?;
+        Some(describe_metadata(md, key))
+    }
+}
+
+fn describe_metadata(md: &Metadata, key: &str) -> String {
+    let keys: Vec<&str> = key.split('.').collect();
+    match &md.source {
+        Some(figment::Source::File(p)) => p.display().to_string(),
+        Some(figment::Source::Custom(c)) => c.clone(),
+        _ if md.name.contains("environment") => {
+            format!(
+                "environment variable {}",
+                md.interpolate(&Profile::Default, &keys)
+            )
+        }
+        _ => md.name.to_string(),
+    }
+}
+
+fn key_error(origins: &Origins, key: &str, message: impl std::fmt::Display) -> Error {
+    match origins.describe(key) {
+        Some(from) => Error::Recipe(format!("key `{key}` (from {from}): {message}")),
+        None => Error::Recipe(format!("key `{key}`: {message}")),
+    }
+}
+
+/// Converts a figment error into ours, naming the key and its origin.
+fn from_figment(origins: &Origins, prefix: &str, err: figment::Error) -> Error {
+    let mut path = err.path.clone();
+    let message = match &err.kind {
+        figment::error::Kind::UnknownField(field, expected) => {
+            if path.last() != Some(field) {
+                path.push(field.clone());
+            }
+            if expected.is_empty() {
+                "unknown key".to_string()
+            } else {
+                format!("unknown key; expected one of: {}", expected.join(", "))
+            }
+        }
+        figment::error::Kind::MissingField(field) => {
+            if path.last() != Some(&field.to_string()) {
+                path.push(field.to_string());
+            }
+            "missing key".to_string()
+        }
+        kind => kind.to_string(),
+    };
+    let mut key = prefix.to_string();
+    for p in path {
+        if !key.is_empty() {
+            key.push('.');
+        }
+        key.push_str(&p);
+    }
+    let origin = origins.describe(&key).or_else(|| {
+        err.metadata
+            .as_ref()
+            .map(|md| describe_metadata(md, &key))
+    });
+    match origin {
+        Some(from) => Error::Recipe(format!("key `{key}` (from {from}): {message}")),
+        None => Error::Recipe(format!("key `{key}`: {message}")),
+    }
+}
+
+/// The parameters of one component: its table less `name`.
+#[derive(Clone)]
+pub struct Params {
+    section: String,
+    dict: Dict,
+    origins: Origins,
+}
+
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Params")
+            .field("section", &self.section)
+            .field("dict", &self.dict)
+            .finish()
+    }
+}
+
+impl Params {
+    /// Parameters made in code from a TOML table (tests, fixtures).
+    pub fn from_toml(section: &str, table: toml::Table) -> Result<Self> {
+        let dict = Figment::from(figment::providers::Serialized::defaults(table))
+            .extract::<Dict>()
+            .map_err(|e| Error::Recipe(format!("[{section}]: {e}")))?;
+        Ok(Params {
+            section: section.to_string(),
+            dict,
+            origins: Origins::none(),
+        })
+    }
+
+    /// Parameters made in code from a JSON object (fixture metadata).
+    pub fn from_json(section: &str, json: &serde_json::Value) -> Result<Self> {
+        let dict = Figment::from(figment::providers::Serialized::defaults(json))
+            .extract::<Dict>()
+            .map_err(|e| Error::Recipe(format!("[{section}]: {e}")))?;
+        Ok(Params {
+            section: section.to_string(),
+            dict,
+            origins: Origins::none(),
+        })
+    }
+
+    /// Empty parameters for `section`.
+    pub fn empty(section: &str) -> Self {
+        Params {
+            section: section.to_string(),
+            dict: Dict::new(),
+            origins: Origins::none(),
+        }
+    }
+
+    /// The dotted recipe path of this component, e.g. `encoder`.
+    pub fn section(&self) -> &str {
+        &self.section
+    }
+
+    /// Whether `key` is set.
+    pub fn contains(&self, key: &str) -> bool {
+        self.dict.contains_key(key)
+    }
+
+    /// The keys that are set.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.dict.keys().map(|k| k.as_str())
+    }
+
+    /// Reads the parameters into the component's config struct (which should
+    /// be `deny_unknown_fields` with `#[serde(default)]` paper defaults).
+    pub fn extract<T: DeserializeOwned>(&self) -> Result<T> {
+        Figment::from(figment::providers::Serialized::defaults(&self.dict))
+            .extract::<T>()
+            .map_err(|e| from_figment(&self.origins, &self.section, e))
+    }
+
+    /// Removes the sub-component `key` (a table with a `name`), if present.
+    pub fn take_component(&mut self, key: &str) -> Result<Option<Component>> {
+        let Some(value) = self.dict.remove(key) else {
+            return Ok(None);
+        };
+        let section = format!("{}.{key}", self.section);
+        let Value::Dict(_, dict) = value else {
+            return Err(key_error(
+                &self.origins,
+                &section,
+                "expected a table with a `name`",
+            ));
+        };
+        Component::from_dict(section, dict, self.origins.clone()).map(Some)
+    }
+
+    /// Sets `key` to `value` if it is not set (a default chosen by a parent).
+    pub fn set_default<V: Serialize>(&mut self, key: &str, value: V) -> Result<()> {
+        if !self.dict.contains_key(key) {
+            let v = Value::serialize(value)
+                .map_err(|e| Error::Recipe(format!("{}.{key}: {e}", self.section)))?;
+            self.dict.insert(key.to_string(), v);
+        }
+        Ok(())
+    }
+
+    /// An error about `key` of this component, naming where it came from.
+    pub fn error(&self, key: &str, message: impl std::fmt::Display) -> Error {
+        key_error(&self.origins, &format!("{}.{key}", self.section), message)
+    }
+}
+
+/// One component of a recipe: a registry name and its parameters.
+#[derive(Clone, Debug)]
+pub struct Component {
+    /// The registry name, e.g. `small_cnn`.
+    pub name: String,
+    /// Everything else in the table.
+    pub params: Params,
+}
+
+impl Component {
+    /// A component made in code.
+    pub fn new(section: &str, name: &str, params: toml::Table) -> Result<Self> {
+        Ok(Component {
+            name: name.to_string(),
+            params: Params::from_toml(section, params)?,
+        })
+    }
+
+    fn from_dict(section: String, mut dict: Dict, origins: Origins) -> Result<Self> {
+        let name = match dict.remove("name") {
+            Some(Value::String(_, s)) => s,
+            Some(_) => return Err(key_error(&origins, &format!("{section}.name"), "expected a string")),
+            None => return Err(key_error(&origins, &section, "missing key `name` (the component's registry name)")),
+        };
+        Ok(Component {
+            name,
+            params: Params {
+                section,
+                dict,
+                origins,
+            },
+        })
+    }
+}
+
+/// A component table as read by serde, before its section path is known.
+#[derive(Clone, Debug, Default)]
+struct RawComponent(Dict);
+
+impl<'de> Deserialize<'de> for RawComponent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Dict::deserialize(d).map(RawComponent)
+    }
+}
+
+/// Training-loop settings (`[train]`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Images (or sequences, ...) per optimizer step, before accumulation.
+    pub batch_size: usize,
+    /// Micro-batches whose gradients are summed before each optimizer step.
+    pub accumulate: usize,
+    /// Clip the global gradient norm to this value (none: no clipping).
+    pub grad_clip: Option<f64>,
+    /// Stop after this many optimizer steps (none: `epochs` decides).
+    pub max_steps: Option<u64>,
+    /// Write a checkpoint every this many steps (and always at the end).
+    pub checkpoint_every: u64,
+    /// Log scalars every this many steps.
+    pub log_every: u64,
+    /// Log weight histograms every this many steps (0: never).
+    pub histogram_every: u64,
+    /// Log a grid of augmented views at the first step.
+    pub log_views: bool,
+    /// Data-loading worker threads.
+    pub workers: usize,
+    /// Batches prepared ahead of the training thread.
+    pub prefetch: usize,
+    /// Drop the last incomplete batch of an epoch.
+    pub drop_last: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 10,
+            batch_size: 256,
+            accumulate: 1,
+            grad_clip: None,
+            max_steps: None,
+            checkpoint_every: 500,
+            log_every: 10,
+            histogram_every: 200,
+            log_views: true,
+            workers: 2,
+            prefetch: 4,
+            drop_last: true,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecipe {
+    name: String,
+    seed: u64,
+    device: String,
+    data: RawComponent,
+    #[serde(default)]
+    views: Option<RawComponent>,
+    encoder: RawComponent,
+    method: RawComponent,
+    #[serde(default)]
+    loss: Option<RawComponent>,
+    optimizer: RawComponent,
+    train: TrainConfig,
+    #[serde(default)]
+    eval: Vec<RawComponent>,
+    #[serde(default)]
+    logger: Vec<RawComponent>,
+}
+
+/// A resolved recipe.
+#[derive(Clone)]
+pub struct Recipe {
+    /// The run's name (default: the recipe file's stem).
+    pub name: String,
+    /// Seeds initialisation, data order, augmentation, dropout and masking.
+    pub seed: u64,
+    /// `auto`, `cpu` or `cuda:N`.
+    pub device: String,
+    /// `[data]`: the data source.
+    pub data: Component,
+    /// `[views]`: the view generator (none: the method's default).
+    pub views: Option<Component>,
+    /// `[encoder]`.
+    pub encoder: Component,
+    /// `[method]`, with nested heads (`[method.projector]`, ...).
+    pub method: Component,
+    /// `[loss]` (none: the method's default loss).
+    pub loss: Option<Component>,
+    /// `[optimizer]`, with its schedule.
+    pub optimizer: Component,
+    /// `[train]`.
+    pub train: TrainConfig,
+    /// `[[eval]]`: evaluators.
+    pub eval: Vec<Component>,
+    /// `[[logger]]`: loggers.
+    pub logger: Vec<Component>,
+    /// The fully resolved configuration, as TOML.
+    pub resolved: toml::Table,
+    /// Where the recipe was read from.
+    pub path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Recipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recipe").field("name", &self.name).finish()
+    }
+}
+
+/// A provider with a fixed name (for the defaults and `--set` layers).
+struct Named {
+    name: &'static str,
+    dict: Dict,
+}
+
+impl Provider for Named {
+    fn metadata(&self) -> Metadata {
+        Metadata::from(self.name, figment::Source::Custom(self.name.to_string()))
+    }
+    fn data(&self) -> std::result::Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.dict.clone()))
+    }
+}
+
+fn defaults_dict(name: &str) -> Dict {
+    let mut d = Dict::new();
+    d.insert("name".into(), Value::from(name.to_string()));
+    d.insert("seed".into(), Value::from(0u64));
+    d.insert("device".into(), Value::from("auto".to_string()));
+    let logger = |n: &str| {
+        let mut t = Dict::new();
+        t.insert("name".into(), Value::from(n.to_string()));
+        Value::from(t)
+    };
+    d.insert(
+        "logger".into(),
+        Value::from(vec![logger("tensorboard"), logger("jsonl"), logger("progress")]),
+    );
+    let train = Value::serialize(TrainConfig::default()).expect("train defaults serialise");
+    d.insert("train".into(), train);
+    d
+}
+
+/// Parses `key=value` (a `--set` flag): the value is read like an
+/// environment variable (numbers, booleans, arrays `[1, 2]`, strings).
+pub fn parse_set(flag: &str) -> Result<(String, Value)> {
+    let (k, v) = flag
+        .split_once('=')
+        .ok_or_else(|| Error::Recipe(format!("--set `{flag}`: expected key=value")))?;
+    let k = k.trim();
+    if k.is_empty() || k.split('.').any(|p| p.is_empty()) {
+        return Err(Error::Recipe(format!("--set `{flag}`: empty key")));
+    }
+    let value: Value = v.trim().parse().unwrap_or_else(|e: std::convert::Infallible| match e {});
+    Ok((k.to_string(), value))
+}
+
+fn insert_dotted(dict: &mut Dict, key: &str, value: Value) {
+    match key.split_once('.') {
+        None => {
+            dict.insert(key.to_string(), value);
+        }
+        Some((head, rest)) => {
+            let entry = dict
+                .entry(head.to_string())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if !matches!(entry, Value::Dict(..)) {
+                *entry = Value::from(Dict::new());
+            }
+            if let Value::Dict(_, d) = entry {
+                insert_dotted(d, rest, value);
+            }
+        }
+    }
+}
+
+impl Recipe {
+    /// Loads `path` with the environment and `--set` flags layered on top.
+    pub fn load(path: &Path, sets: &[String]) -> Result<Recipe> {
+        if !path.is_file() {
+            return Err(Error::Recipe(format!(
+                "recipe file {} does not exist",
+                path.display()
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        toml::from_str::<toml::Table>(&text)
+            .map_err(|e| Error::Recipe(format!("{}: {e}", path.display())))?;
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "run".into());
+        let mut set_dict = Dict::new();
+        for flag in sets {
+            let (k, v) = parse_set(flag)?;
+            insert_dotted(&mut set_dict, &k, v);
+        }
+        let fig = Figment::new()
+            .merge(Named {
+                name: "defaults",
+                dict: defaults_dict(&stem),
+            })
+            .merge(Toml::file(path))
+            .merge(Env::prefixed("PARALLAX_").split("__"))
+            .merge(Named {
+                name: "--set flags",
+                dict: set_dict,
+            });
+        let mut recipe = Self::from_figment(fig)?;
+        recipe.path = Some(path.to_path_buf());
+        Ok(recipe)
+    }
+
+    /// Builds a recipe from a TOML string (tests, embedded recipes).
+    pub fn from_toml_str(text: &str, sets: &[String]) -> Result<Recipe> {
+        let mut set_dict = Dict::new();
+        for flag in sets {
+            let (k, v) = parse_set(flag)?;
+            insert_dotted(&mut set_dict, &k, v);
+        }
+        let fig = Figment::new()
+            .merge(Named {
+                name: "defaults",
+                dict: defaults_dict("run"),
+            })
+            .merge(Toml::string(text))
+            .merge(Named {
+                name: "--set flags",
+                dict: set_dict,
+            });
+        Self::from_figment(fig)
+    }
+
+    fn from_figment(fig: Figment) -> Result<Recipe> {
+        let fig = Arc::new(fig);
+        let origins = Origins(Some(fig.clone()));
+        let raw: RawRecipe = fig
+            .extract()
+            .map_err(|e| from_figment(&origins, "", e))?;
+        let resolved_value: Value = fig
+            .extract()
+            .map_err(|e| from_figment(&origins, "", e))?;
+        let resolved = toml::Table::try_from(&resolved_value)
+            .map_err(|e| Error::Recipe(format!("cannot render resolved recipe: {e}")))?;
+        let comp = |section: String, raw: RawComponent| Component::from_dict(section, raw.0, origins.clone());
+        let list = |section: &str, raws: Vec<RawComponent>| -> Result<Vec<Component>> {
+            raws.into_iter()
+                .enumerate()
+                .map(|(i, r)| comp(format!("{section}.{i}"), r))
+                .collect()
+        };
+        let seed = raw.seed;
+        if raw.train.batch_size == 0 {
+            return Err(key_error(&origins, "train.batch_size", "must be at least 1"));
+        }
+        if raw.train.accumulate == 0 {
+            return Err(key_error(&origins, "train.accumulate", "must be at least 1"));
+        }
+        if raw.train.checkpoint_every == 0 {
+            return Err(key_error(&origins, "train.checkpoint_every", "must be at least 1"));
+        }
+        Ok(Recipe {
+            name: raw.name,
+            seed,
+            device: raw.device,
+            data: comp("data".into(), raw.data)?,
+            views: raw.views.map(|v| comp("views".into(), v)).transpose()?,
+            encoder: comp("encoder".into(), raw.encoder)?,
+            method: comp("method".into(), raw.method)?,
+            loss: raw.loss.map(|v| comp("loss".into(), v)).transpose()?,
+            optimizer: comp("optimizer".into(), raw.optimizer)?,
+            train: raw.train,
+            eval: list("eval", raw.eval)?,
+            logger: list("logger", raw.logger)?,
+            resolved,
+            path: None,
+        })
+    }
+
+    /// The resolved recipe as TOML text (what `parallax recipe show` prints
+    /// and what is written into the run directory).
+    pub fn to_toml_string(&self) -> String {
+        toml::to_string_pretty(&self.resolved).unwrap_or_default()
+    }
+
+    /// A flat list of the resolved scalar settings, for the hparams log.
+    pub fn flat_settings(&self) -> BTreeMap<String, toml::Value> {
+        fn walk(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, toml::Value>) {
+            match v {
+                toml::Value::Table(t) => {
+                    for (k, v) in t {
+                        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                        walk(&key, v, out);
+                    }
+                }
+                toml::Value::Array(a) => {
+                    for (i, v) in a.iter().enumerate() {
+                        walk(&format!("{prefix}.{i}"), v, out);
+                    }
+                }
+                other => {
+                    out.insert(prefix.to_string(), other.clone());
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk("", &toml::Value::Table(self.resolved.clone()), &mut out);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        seed = 3
+        [data]
+        name = "fashion_mnist"
+        [encoder]
+        name = "small_cnn"
+        width = 16
+        [method]
+        name = "simclr"
+        [optimizer]
+        name = "sgd"
+        lr = 0.1
+        [train]
+        epochs = 2
+    "#;
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct Enc {
+        width: usize,
+    }
+
+    #[test]
+    fn loads_components_and_defaults() {
+        let r = Recipe::from_toml_str(MINIMAL, &[]).unwrap();
+        assert_eq!(r.seed, 3);
+        assert_eq!(r.train.epochs, 2);
+        assert_eq!(r.train.batch_size, 256);
+        assert_eq!(r.encoder.name, "small_cnn");
+        assert_eq!(r.encoder.params.extract::<Enc>().unwrap().width, 16);
+        assert_eq!(r.logger.len(), 3);
+    }
+
+    #[test]
+    fn set_flags_override_file() {
+        let r = Recipe::from_toml_str(
+            MINIMAL,
+            &["train.epochs=7".into(), "encoder.width=32".into()],
+        )
+        .unwrap();
+        assert_eq!(r.train.epochs, 7);
+        assert_eq!(r.encoder.params.extract::<Enc>().unwrap().width, 32);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Recipe::from_toml_str(MINIMAL, &["train.epochz=7".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("train.epochz"), "{err}");
+        assert!(err.contains("--set"), "{err}");
+        let r = Recipe::from_toml_str(MINIMAL, &["encoder.widht=7".into()]).unwrap();
+        let err = r.encoder.params.extract::<Enc>().unwrap_err().to_string();
+        assert!(err.contains("encoder.widht"), "{err}");
+        assert!(err.contains("--set"), "{err}");
+    }
+
+    #[test]
+    fn missing_name_is_an_error() {
+        let text = MINIMAL.replace("name = \"small_cnn\"", "");
+        let err = Recipe::from_toml_str(&text, &[]).unwrap_err().to_string();
+        assert!(err.contains("encoder") && err.contains("name"), "{err}");
+    }
+
+    #[test]
+    fn file_layer_is_named_and_missing_file_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.toml");
+        std::fs::write(&p, MINIMAL.replace("width = 16", "width = \"wide\"")).unwrap();
+        let r = Recipe::load(&p, &[]).unwrap();
+        assert_eq!(r.name, "r");
+        let err = r.encoder.params.extract::<Enc>().unwrap_err().to_string();
+        assert!(err.contains("encoder.width") && err.contains("r.toml"), "{err}");
+        let err = Recipe::load(&dir.path().join("nope.toml"), &[]).unwrap_err().to_string();
+        assert!(err.contains("nope.toml") && err.contains("does not exist"), "{err}");
+    }
+}

@@ -1,0 +1,487 @@
+//! The trainer: builds an experiment from a recipe and runs it.
+//!
+//! ```text
+//! DataSource ─Loader (workers, prefetch)─▶ views ─Method::step─▶ loss
+//! loss.backward ─▶ clip ─▶ Optimizer::step(lr from the schedule) ─▶ Method::after_step
+//! every N steps: loggers, checkpoint; every N epochs and at the end: evaluators
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Var};
+
+use crate::checkpoint::{self, CheckpointMeta};
+use crate::data::{BuildCtx, DataMeta, DataSource, Loader, LoaderConfig, Split};
+use crate::error::{Error, Result};
+use crate::eval::{EvalCtx, Evaluator};
+use crate::logging::grid::image_grid;
+use crate::logging::{Logger, RunInfo};
+use crate::methods::{Method, MethodCtx, StepInfo};
+use crate::nn::encoder::{EncoderCtx, ForwardCtx};
+use crate::nn::init::VarStore;
+use crate::optim::{self, clip};
+use crate::recipe::Recipe;
+use crate::registry;
+use crate::rng::Rng;
+use crate::views::ViewGenerator;
+
+/// The file name of a run's checkpoint.
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+/// The file name of the resolved recipe in a run directory.
+pub const RECIPE: &str = "recipe.toml";
+/// The file name of the final results in a run directory.
+pub const RESULTS: &str = "results.json";
+
+/// Everything a recipe builds.
+pub struct Experiment {
+    /// The model's variables.
+    pub store: VarStore,
+    /// The method (owns the encoder, heads and loss).
+    pub method: Box<dyn Method>,
+    /// The training data.
+    pub source: Arc<dyn DataSource>,
+    /// The view generator.
+    pub views: Arc<dyn ViewGenerator>,
+    /// The training data's description.
+    pub meta: DataMeta,
+    /// Where the model lives.
+    pub device: Device,
+    /// The evaluators of `[[eval]]`.
+    pub evaluators: Vec<Box<dyn Evaluator>>,
+}
+
+impl Experiment {
+    /// Builds every component of `recipe` on `device`.
+    pub fn build(recipe: &Recipe, device: Device) -> Result<Experiment> {
+        registry::check()?;
+        let mut ctx = BuildCtx::new(recipe.seed, Split::Train);
+        let source = (registry::data_source(&recipe.data.name)?.build)(&recipe.data.params, &ctx)?;
+        if source.is_empty() {
+            return Err(Error::Data(format!("{} has no samples", source.describe())));
+        }
+        let meta = source.meta();
+        ctx.meta = meta.clone();
+        let views_spec = recipe
+            .views
+            .as_ref()
+            .ok_or_else(|| Error::Recipe("missing section [views] (the view generator)".into()))?;
+        let views = (registry::views(&views_spec.name)?.build)(&views_spec.params, &ctx)?;
+        let store = VarStore::new(recipe.seed);
+        let vb = store.var_builder(DType::F32, &device);
+        let encoder = (registry::encoder(&recipe.encoder.name)?.build)(
+            &recipe.encoder.params,
+            &EncoderCtx { meta: meta.clone() },
+            vb.pp("encoder"),
+        )?;
+        let loss = match &recipe.loss {
+            Some(l) => Some((registry::loss(&l.name)?.build)(&l.params)?),
+            None => None,
+        };
+        let method = (registry::method(&recipe.method.name)?.build)(MethodCtx {
+            params: recipe.method.params.clone(),
+            encoder,
+            encoder_spec: recipe.encoder.clone(),
+            loss,
+            vb,
+            meta: meta.clone(),
+            seed: recipe.seed,
+        })?;
+        if method.num_views() != views.num_views() {
+            return Err(Error::Recipe(format!(
+                "method `{}` needs {} views but view generator `{}` makes {}",
+                recipe.method.name,
+                method.num_views(),
+                views_spec.name,
+                views.num_views()
+            )));
+        }
+        let evaluators = recipe
+            .eval
+            .iter()
+            .map(|e| (registry::evaluator(&e.name)?.build)(&e.params, &ctx))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Experiment {
+            store,
+            method,
+            source,
+            views,
+            meta,
+            device,
+            evaluators,
+        })
+    }
+
+    /// The variables the optimizer trains (those with a float dtype that the
+    /// method marks trainable; batch-norm running statistics get no
+    /// gradient and are skipped by the optimizer).
+    pub fn trainable_vars(&self) -> Vec<(String, Var)> {
+        self.store
+            .named_vars()
+            .into_iter()
+            .filter(|(n, v)| v.dtype().is_float() && self.method.is_trainable(n) && !n.ends_with("running_mean") && !n.ends_with("running_var"))
+            .collect()
+    }
+
+    /// Runs every evaluator; returns their metrics.
+    pub fn evaluate(&mut self, recipe: &Recipe, only_every: Option<usize>) -> Result<Vec<(String, f64)>> {
+        let ctx = EvalCtx {
+            encoder: self.method.encoder(),
+            data: &recipe.data,
+            meta: &self.meta,
+            device: &self.device,
+            seed: recipe.seed,
+            base_dir: PathBuf::from("."),
+        };
+        let mut out = Vec::new();
+        for e in self.evaluators.iter_mut() {
+            if let Some(epoch) = only_every {
+                let every = e.every_epochs();
+                if every == 0 || epoch % every != 0 {
+                    continue;
+                }
+            }
+            out.extend(e.evaluate(&ctx)?);
+        }
+        Ok(out)
+    }
+}
+
+/// Options of `parallax train`.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Stop once this many optimizer steps are done (the schedule is unchanged).
+    pub max_steps: Option<u64>,
+    /// Continue from the run directory's checkpoint.
+    pub resume: bool,
+    /// Overrides the recipe's device.
+    pub device: Option<String>,
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct TrainOutcome {
+    /// Optimizer steps done.
+    pub step: u64,
+    /// Final metrics (last loss, evaluator results).
+    pub metrics: Vec<(String, f64)>,
+    /// Evaluator results at random initialisation (fresh runs only).
+    pub init_metrics: Vec<(String, f64)>,
+    /// The run directory.
+    pub run_dir: PathBuf,
+}
+
+fn build_loggers(recipe: &Recipe, info: &RunInfo) -> Result<Vec<Box<dyn Logger>>> {
+    recipe
+        .logger
+        .iter()
+        .map(|l| (registry::logger(&l.name)?.build)(&l.params, info))
+        .collect()
+}
+
+fn log_all(loggers: &mut [Box<dyn Logger>], f: impl Fn(&mut dyn Logger) -> Result<()>) -> Result<()> {
+    for l in loggers.iter_mut() {
+        f(l.as_mut())?;
+    }
+    Ok(())
+}
+
+fn save_checkpoint(exp: &Experiment, opt: &dyn optim::Optimizer, recipe: &Recipe, step: u64, dir: &Path) -> Result<()> {
+    let meta = CheckpointMeta {
+        step,
+        seed: recipe.seed,
+        name: recipe.name.clone(),
+        format: 1,
+    };
+    checkpoint::save(&dir.join(CHECKPOINT), &meta, &exp.store.tensors(), &opt.state()?, &exp.method.state()?)
+}
+
+/// Collapse monitor: the mean per-dimension standard deviation of
+/// L2-normalised embeddings times sqrt(D); about 1 for well-spread
+/// embeddings, near 0 when they collapse to a point (Chen & He 2021, Sec. 4.1).
+pub fn spread(embeddings: &candle_core::Tensor) -> Result<f64> {
+    let d = embeddings.dim(1)? as f64;
+    let z = embeddings.to_dtype(DType::F32)?;
+    let mean = z.mean_keepdim(0)?;
+    let std = z.broadcast_sub(&mean)?.sqr()?.mean(0)?.sqrt()?.mean_all()?.to_scalar::<f32>()? as f64;
+    Ok(std * d.sqrt())
+}
+
+fn fmt_metrics(m: &[(String, f64)]) -> String {
+    m.iter().map(|(k, v)| format!("{k} = {v:.4}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Trains `recipe`; see [`TrainOptions`].
+pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
+    let device = crate::device::select(opts.device.as_deref().unwrap_or(&recipe.device))?;
+    let run_dir = opts.run_dir.clone();
+    let ck_path = run_dir.join(CHECKPOINT);
+    if ck_path.exists() && !opts.resume {
+        return Err(Error::Recipe(format!(
+            "{} already holds a checkpoint: pass --resume to continue it, or --out to start a new run elsewhere",
+            run_dir.display()
+        )));
+    }
+    if opts.resume && !ck_path.exists() {
+        return Err(Error::Recipe(format!("--resume: no checkpoint at {}", ck_path.display())));
+    }
+    std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
+    let mut exp = Experiment::build(recipe, device.clone())?;
+    let trainable = exp.trainable_vars();
+    let spec = optim::parse(&recipe.optimizer.name, &recipe.optimizer.params)?;
+    let groups = optim::param_groups(trainable.clone(), &spec);
+    let mut opt = optim::build(&spec, groups)?;
+    let train_vars: Vec<Var> = trainable.iter().map(|(_, v)| v.clone()).collect();
+
+    let tc = &recipe.train;
+    let loader = Loader::new(
+        exp.source.clone(),
+        exp.views.clone(),
+        LoaderConfig {
+            batch_size: tc.batch_size,
+            drop_last: tc.drop_last,
+            workers: tc.workers,
+            prefetch: tc.prefetch,
+            seed: recipe.seed,
+        },
+    );
+    let batches_per_epoch = loader.batches_per_epoch();
+    let steps_per_epoch = (batches_per_epoch / tc.accumulate) as u64;
+    if steps_per_epoch == 0 {
+        return Err(Error::Recipe(format!(
+            "train.batch_size {} x train.accumulate {} exceeds the {} samples of {}",
+            tc.batch_size,
+            tc.accumulate,
+            exp.source.len(),
+            exp.source.describe()
+        )));
+    }
+    let total_steps = tc.max_steps.unwrap_or(tc.epochs as u64 * steps_per_epoch);
+    let stop_at = opts.max_steps.map_or(total_steps, |m| m.min(total_steps));
+    let schedule = optim::schedule::Schedule::new(&spec.schedule, spec.lr, total_steps, steps_per_epoch);
+
+    let mut step = 0u64;
+    if opts.resume {
+        let ck = checkpoint::load(&ck_path, &device)?;
+        if ck.meta.seed != recipe.seed {
+            return Err(Error::Recipe(format!(
+                "--resume: the checkpoint was made with seed {}, the recipe has seed {}",
+                ck.meta.seed, recipe.seed
+            )));
+        }
+        exp.store.assign_all(&ck.model).map_err(|e| Error::Checkpoint {
+            path: ck_path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        opt.load_state(&ck.optim)?;
+        exp.method.load_state(&ck.method)?;
+        step = ck.meta.step;
+    }
+    let recipe_text = recipe.to_toml_string();
+    checkpoint::write_atomic(&run_dir.join(RECIPE), recipe_text.as_bytes())?;
+
+    let info = RunInfo {
+        run_dir: run_dir.clone(),
+        name: recipe.name.clone(),
+        total_steps: stop_at,
+        start_step: step,
+        recipe_toml: recipe_text,
+        hparams: recipe.flat_settings().into_iter().collect(),
+        batch_size: tc.batch_size * tc.accumulate,
+    };
+    let mut loggers = build_loggers(recipe, &info)?;
+    let describe = format!(
+        "run `{}`: {} | {} steps ({} per epoch) | {} trainable tensors, {} parameters | {}",
+        recipe.name,
+        exp.source.describe(),
+        stop_at,
+        steps_per_epoch,
+        trainable.len(),
+        trainable.iter().map(|(_, v)| v.elem_count()).sum::<usize>(),
+        if device.is_cpu() { "cpu".to_string() } else { format!("{device:?}") }
+    );
+    log_all(&mut loggers, |l| l.message(step, &describe))?;
+
+    let mut init_metrics = Vec::new();
+    if step == 0 && !exp.evaluators.is_empty() {
+        init_metrics = exp.evaluate(recipe, None)?;
+        log_all(&mut loggers, |l| l.scalars(0, &init_metrics))?;
+        let text = format!("at random initialisation: {}", fmt_metrics(&init_metrics));
+        log_all(&mut loggers, |l| l.message(0, &text))?;
+    }
+
+    let mut last_loss = f64::NAN;
+    let mut loss_sum = 0.0;
+    let mut loss_n = 0u64;
+    let mut interval_start = Instant::now();
+    let mut interval_examples = 0usize;
+    let mut collapse_warned = false;
+    let mut epoch = step / steps_per_epoch;
+    'epochs: while step < stop_at {
+        let skip = ((step - epoch * steps_per_epoch) as usize) * tc.accumulate;
+        let mut batches = loader.epoch(epoch, skip);
+        loop {
+            if step >= stop_at {
+                break 'epochs;
+            }
+            if (step - epoch * steps_per_epoch) >= steps_per_epoch {
+                break;
+            }
+            let mut grads: Option<GradStore> = None;
+            let mut step_loss = 0.0;
+            let mut scalars = Vec::new();
+            let mut embeddings = None;
+            for micro in 0..tc.accumulate {
+                let views = match batches.next() {
+                    Some(v) => v?,
+                    None => break 'epochs,
+                };
+                if step == 0 && micro == 0 && tc.log_views {
+                    let imgs: Vec<_> = views.iter().filter_map(|b| b.tensors.get("image").cloned()).collect();
+                    if imgs.len() == views.len() {
+                        if let Ok(grid) = image_grid(&imgs, 16, 2) {
+                            log_all(&mut loggers, |l| l.image(0, "views", &grid))?;
+                        }
+                    }
+                }
+                interval_examples += views.first().map_or(0, |b| b.len());
+                let views = views.iter().map(|b| b.to_device(&device)).collect::<Result<Vec<_>>>()?;
+                let mut ctx = ForwardCtx::train(Rng::derive(recipe.seed, "step", &[step, micro as u64]));
+                let out = exp.method.step(&views, &mut ctx)?;
+                let value = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                if !value.is_finite() {
+                    let kept = if ck_path.exists() {
+                        format!("the last good checkpoint is kept at {}", ck_path.display())
+                    } else {
+                        "no checkpoint had been written yet".to_string()
+                    };
+                    return Err(Error::Diverged(format!(
+                        "the loss is {value} at step {} (epoch {epoch}); stopping: {kept}",
+                        step + 1
+                    )));
+                }
+                step_loss += value / tc.accumulate as f64;
+                let g = if tc.accumulate > 1 {
+                    (out.loss / tc.accumulate as f64)?.backward()?
+                } else {
+                    out.loss.backward()?
+                };
+                match grads.as_mut() {
+                    None => grads = Some(g),
+                    Some(acc) => clip::accumulate(acc, &g, &train_vars)?,
+                }
+                scalars = out.scalars;
+                embeddings = out.embeddings;
+            }
+            let Some(mut grads) = grads else { break 'epochs };
+            let grad_norm = match tc.grad_clip {
+                Some(max) => clip::clip_grad_norm(&mut grads, &train_vars, max)?,
+                None if (step + 1) % tc.log_every == 0 => clip::grad_norm(&grads, &train_vars)?,
+                None => f64::NAN,
+            };
+            let lr = schedule.lr_at(step);
+            opt.step(&grads, lr)?;
+            step += 1;
+            exp.method.after_step(&StepInfo { step, total_steps })?;
+            last_loss = step_loss;
+            loss_sum += step_loss;
+            loss_n += 1;
+
+            if step % tc.log_every == 0 || step == stop_at {
+                let secs = interval_start.elapsed().as_secs_f64();
+                let mut s = vec![
+                    ("train/loss".to_string(), loss_sum / loss_n as f64),
+                    ("train/lr".to_string(), lr),
+                    ("train/step_time_s".to_string(), secs / loss_n as f64),
+                    ("train/examples_per_s".to_string(), interval_examples as f64 / secs.max(1e-9)),
+                    ("train/epoch".to_string(), step as f64 / steps_per_epoch as f64),
+                ];
+                if grad_norm.is_finite() {
+                    s.push(("train/grad_norm".to_string(), grad_norm));
+                }
+                if let Some(e) = &embeddings {
+                    let sp = spread(e)?;
+                    s.push(("train/embedding_spread".to_string(), sp));
+                    if sp < 0.1 && !collapse_warned && step > steps_per_epoch.min(50) {
+                        collapse_warned = true;
+                        let msg = format!(
+                            "warning: embeddings are collapsing at step {step}: per-dimension std x sqrt(D) = {sp:.3} (about 1 when spread out)"
+                        );
+                        log_all(&mut loggers, |l| l.message(step, &msg))?;
+                    }
+                }
+                s.extend(scalars.iter().cloned());
+                log_all(&mut loggers, |l| l.scalars(step, &s))?;
+                loss_sum = 0.0;
+                loss_n = 0;
+                interval_examples = 0;
+                interval_start = Instant::now();
+            }
+            if tc.histogram_every > 0 && step % tc.histogram_every == 0 {
+                for (name, var) in &trainable {
+                    if var.rank() > 1 {
+                        let v = var.as_tensor().flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+                        log_all(&mut loggers, |l| l.histogram(step, &format!("weights/{name}"), &v))?;
+                    }
+                }
+            }
+            if step % tc.checkpoint_every == 0 && step < stop_at {
+                save_checkpoint(&exp, opt.as_ref(), recipe, step, &run_dir)?;
+            }
+        }
+        drop(batches);
+        epoch += 1;
+        if step < stop_at {
+            let m = exp.evaluate(recipe, Some(epoch as usize))?;
+            if !m.is_empty() {
+                log_all(&mut loggers, |l| l.scalars(step, &m))?;
+                let text = format!("epoch {epoch}: {}", fmt_metrics(&m));
+                log_all(&mut loggers, |l| l.message(step, &text))?;
+            }
+        }
+    }
+    save_checkpoint(&exp, opt.as_ref(), recipe, step, &run_dir)?;
+    let mut metrics = vec![("train/loss".to_string(), last_loss)];
+    if !exp.evaluators.is_empty() {
+        let m = exp.evaluate(recipe, None)?;
+        log_all(&mut loggers, |l| l.scalars(step, &m))?;
+        metrics.extend(m);
+    }
+    write_results(&run_dir, step, &metrics, &init_metrics)?;
+    log_all(&mut loggers, |l| l.finish(step, &metrics))?;
+    Ok(TrainOutcome {
+        step,
+        metrics,
+        init_metrics,
+        run_dir,
+    })
+}
+
+fn write_results(dir: &Path, step: u64, metrics: &[(String, f64)], init: &[(String, f64)]) -> Result<()> {
+    let to_map = |m: &[(String, f64)]| m.iter().cloned().collect::<BTreeMap<String, f64>>();
+    let v = serde_json::json!({ "step": step, "final": to_map(metrics), "init": to_map(init) });
+    checkpoint::write_atomic(&dir.join(RESULTS), format!("{v:#}\n").as_bytes())
+}
+
+/// Evaluates a finished run: rebuilds its recipe, loads its checkpoint and
+/// runs its evaluators.
+pub fn evaluate_run(run_dir: &Path, device: Option<&str>) -> Result<Vec<(String, f64)>> {
+    let recipe = Recipe::load(&run_dir.join(RECIPE), &[])?;
+    let device = crate::device::select(device.unwrap_or(&recipe.device))?;
+    let ck_path = run_dir.join(CHECKPOINT);
+    let ck = checkpoint::load(&ck_path, &device)?;
+    let mut exp = Experiment::build(&recipe, device)?;
+    exp.store.assign_all(&ck.model).map_err(|e| Error::Checkpoint {
+        path: ck_path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    if exp.evaluators.is_empty() {
+        return Err(Error::Recipe(format!("{}: the recipe has no [[eval]] section", run_dir.join(RECIPE).display())));
+    }
+    exp.evaluate(&recipe, None)
+}

@@ -1,0 +1,155 @@
+//! A small convolutional encoder for 28x28 / 32x32 images.
+//!
+//! Stages of (3x3 convolution, batch norm, ReLU) x `convs_per_stage`, with
+//! 2x2 max-pooling between stages and global average pooling at the end;
+//! the representation size is the last stage's width. The input is
+//! normalised with `mean` / `std` inside the encoder, so data sources keep
+//! pixels in [0, 1].
+//!
+//! Only ops whose Candle 0.11 gradients are right for these shapes are used:
+//! square convolutions, max-pooling with kernel == stride, and batch norm
+//! built from elementary ops.
+
+use candle_core::{Module, ModuleT, Tensor};
+use candle_nn::{BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, VarBuilder};
+use parallax_core::batch::Batch;
+use parallax_core::error::{Error, Result};
+use parallax_core::nn::encoder::{Encoder, EncoderCtx, ForwardCtx};
+use serde::Deserialize;
+
+/// `[encoder] name = "small_cnn"` options.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmallCnnConfig {
+    /// Width of each stage; the last one is the representation size.
+    pub channels: Vec<usize>,
+    /// Convolutions per stage.
+    pub convs_per_stage: usize,
+    /// Per-channel mean subtracted from the input (one value for all channels or one per channel).
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation the input is divided by.
+    pub std: Vec<f32>,
+}
+
+impl Default for SmallCnnConfig {
+    fn default() -> Self {
+        // Fashion-MNIST's pixel mean and std.
+        SmallCnnConfig {
+            channels: vec![32, 64, 128],
+            convs_per_stage: 1,
+            mean: vec![0.286],
+            std: vec![0.353],
+        }
+    }
+}
+
+struct ConvBn {
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+/// The small CNN encoder.
+pub struct SmallCnn {
+    stages: Vec<Vec<ConvBn>>,
+    mean: Tensor,
+    std: Tensor,
+    out_dim: usize,
+}
+
+impl SmallCnn {
+    /// Builds the encoder for images with `in_channels` channels.
+    pub fn new(cfg: &SmallCnnConfig, in_channels: usize, vb: VarBuilder) -> Result<Self> {
+        if cfg.channels.is_empty() || cfg.channels.contains(&0) {
+            return Err(Error::invalid("small_cnn", "channels must be a non-empty list of positive widths"));
+        }
+        if cfg.convs_per_stage == 0 {
+            return Err(Error::invalid("small_cnn", "convs_per_stage must be at least 1"));
+        }
+        let per_channel = |v: &[f32], what: &str| -> Result<Tensor> {
+            let v = match v.len() {
+                1 => vec![v[0]; in_channels],
+                n if n == in_channels => v.to_vec(),
+                n => {
+                    return Err(Error::invalid(
+                        "small_cnn",
+                        format!("{what} has {n} values; the images have {in_channels} channels"),
+                    ))
+                }
+            };
+            Ok(Tensor::from_vec(v, (1, in_channels, 1, 1), vb.device())?)
+        };
+        let mean = per_channel(&cfg.mean, "mean")?;
+        let std = per_channel(&cfg.std, "std")?;
+        if cfg.std.iter().any(|s| *s <= 0.0) {
+            return Err(Error::invalid("small_cnn", "std values must be > 0"));
+        }
+        let mut stages = Vec::new();
+        let mut c_in = in_channels;
+        for (s, &c) in cfg.channels.iter().enumerate() {
+            let mut convs = Vec::new();
+            for k in 0..cfg.convs_per_stage {
+                let vb = vb.pp(format!("stage{s}.{k}"));
+                let conv = candle_nn::conv2d_no_bias(
+                    c_in,
+                    c,
+                    3,
+                    Conv2dConfig {
+                        padding: 1,
+                        ..Default::default()
+                    },
+                    vb.pp("conv"),
+                )?;
+                let bn = candle_nn::batch_norm(c, BatchNormConfig::default(), vb.pp("bn"))?;
+                convs.push(ConvBn { conv, bn });
+                c_in = c;
+            }
+            stages.push(convs);
+        }
+        Ok(SmallCnn {
+            stages,
+            mean,
+            std,
+            out_dim: c_in,
+        })
+    }
+}
+
+impl Encoder for SmallCnn {
+    fn forward(&self, batch: &Batch, ctx: &mut ForwardCtx) -> Result<Tensor> {
+        let x = batch.get("image")?;
+        if x.rank() != 4 {
+            return Err(Error::Shape(format!("small_cnn expects images [B, C, H, W], got {:?}", x.dims())));
+        }
+        let mut x = x.broadcast_sub(&self.mean)?.broadcast_div(&self.std)?;
+        let last = self.stages.len() - 1;
+        for (s, stage) in self.stages.iter().enumerate() {
+            for cb in stage {
+                x = cb.conv.forward(&x)?;
+                x = cb.bn.forward_t(&x, ctx.train)?.relu()?;
+            }
+            if s < last && x.dim(2)? >= 2 && x.dim(3)? >= 2 {
+                x = x.max_pool2d(2)?;
+            }
+        }
+        Ok(x.mean(3)?.mean(2)?)
+    }
+
+    fn output_dim(&self) -> usize {
+        self.out_dim
+    }
+}
+
+fn build(p: &parallax_core::recipe::Params, ctx: &EncoderCtx, vb: VarBuilder<'static>) -> Result<Box<dyn Encoder>> {
+    let cfg: SmallCnnConfig = p.extract()?;
+    let c = ctx.meta.image_shape.map(|s| s[0]).ok_or_else(|| {
+        Error::invalid("small_cnn", "the data source does not provide images (no image shape)")
+    })?;
+    Ok(Box::new(SmallCnn::new(&cfg, c, vb)?))
+}
+
+parallax_core::register!(
+    encoder,
+    "small_cnn",
+    "a small CNN: stages of 3x3 conv + BN + ReLU, max-pool between, global average pool",
+    build
+);

@@ -1,0 +1,70 @@
+//! Helpers for the end-to-end tests of the `parallax` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// The `parallax` binary built by `cargo test` (the cli package's own
+/// integration test makes cargo build it), or `PARALLAX_TEST_BIN`.
+pub fn bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("PARALLAX_TEST_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target profile directory");
+    let p = dir.join(format!("parallax{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        p.is_file(),
+        "{} not found: run `cargo test` from the workspace root (it builds the binary), or set PARALLAX_TEST_BIN",
+        p.display()
+    );
+    p
+}
+
+/// Runs `parallax ARGS` in the workspace root with a clean `PARALLAX_*` environment.
+pub fn parallax(args: &[&str]) -> Output {
+    parallax_env(args, &[])
+}
+
+/// Runs `parallax ARGS` with extra environment variables.
+pub fn parallax_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.current_dir(root()).args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PARALLAX_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run parallax")
+}
+
+/// Standard output and error of a finished command, for assertions.
+pub fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string())
+}
+
+/// Asserts success and returns stdout.
+pub fn ok(o: &Output) -> String {
+    let (out, err) = text(o);
+    assert!(o.status.success(), "parallax failed\nstdout:\n{out}\nstderr:\n{err}");
+    out
+}
+
+/// Asserts failure and returns stderr.
+pub fn fails(o: &Output) -> String {
+    let (out, err) = text(o);
+    assert!(!o.status.success(), "parallax should have failed\nstdout:\n{out}\nstderr:\n{err}");
+    err
+}
+
+/// The tiny recipe used by the training tests.
+pub fn tiny_recipe() -> String {
+    root().join("tests/recipes/tiny.toml").display().to_string()
+}
