@@ -171,16 +171,16 @@ fn train(
 }
 
 fn kind_of(arg: &str) -> Option<&'static str> {
-    let a = arg.trim_end_matches('s').replace(['-', '_', ' '], "");
+    let a = arg.to_lowercase().replace(['-', '_', ' '], "");
     Some(match a.as_str() {
-        "data" | "datasource" | "source" => "data source",
-        "view" | "viewgenerator" => "view generator",
-        "encoder" => "encoder",
-        "head" => "head",
-        "los" | "loss" => "loss",
-        "method" => "method",
-        "evaluator" | "eval" => "evaluator",
-        "logger" => "logger",
+        "data" | "datasource" | "datasources" | "source" | "sources" => "data source",
+        "view" | "views" | "viewgenerator" | "viewgenerators" => "view generator",
+        "encoder" | "encoders" => "encoder",
+        "head" | "heads" => "head",
+        "loss" | "losses" => "loss",
+        "method" | "methods" => "method",
+        "evaluator" | "evaluators" | "eval" => "evaluator",
+        "logger" | "loggers" => "logger",
         _ => return None,
     })
 }

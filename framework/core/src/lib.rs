@@ -12,11 +12,11 @@ pub mod logging;
 pub mod losses;
 pub mod methods;
 pub mod nn;
-// pub mod optim;
+pub mod optim;
 pub mod recipe;
 pub mod registry;
 pub mod rng;
-// TEMP pub mod trainer;
+pub mod trainer;
 pub mod views;
 
 pub use error::{Error, Result};

@@ -40,16 +40,17 @@ impl Origins {
     }
 }
 
+/// The prefix of recipe environment variables.
+pub const ENV_PREFIX: &str = "PARALLAX_";
+
 fn describe_metadata(md: &Metadata, key: &str) -> String {
     let keys: Vec<&str> = key.split('.').collect();
     match &md.source {
         Some(figment::Source::File(p)) => p.display().to_string(),
         Some(figment::Source::Custom(c)) => c.clone(),
         _ if md.name.contains("environment") => {
-            format!(
-                "environment variable {}",
-                md.interpolate(&Profile::Default, &keys)
-            )
+            let var: Vec<String> = keys.iter().map(|k| k.to_uppercase()).collect();
+            format!("environment variable {ENV_PREFIX}{}", var.join("__"))
         }
         _ => md.name.to_string(),
     }
@@ -396,8 +397,9 @@ fn defaults_dict(name: &str) -> Dict {
     d
 }
 
-/// Parses `key=value` (a `--set` flag): the value is read like an
-/// environment variable (numbers, booleans, arrays `[1, 2]`, strings).
+/// Parses `key=value` (a `--set` flag): the value is read as a TOML value
+/// (`3`, `1e-3`, `true`, `[1, 2]`, `{ name = "x" }`, `"text"`), or else as a
+/// bare string.
 pub fn parse_set(flag: &str) -> Result<(String, Value)> {
     let (k, v) = flag
         .split_once('=')
@@ -406,7 +408,17 @@ pub fn parse_set(flag: &str) -> Result<(String, Value)> {
     if k.is_empty() || k.split('.').any(|p| p.is_empty()) {
         return Err(Error::Recipe(format!("--set `{flag}`: empty key")));
     }
-    let value: Value = v.trim().parse().unwrap_or_else(|e: std::convert::Infallible| match e {});
+    let v = v.trim();
+    // TOML first (numbers like 1e-3, arrays, inline tables, quoted strings);
+    // anything else is a bare string.
+    let value = match toml::from_str::<toml::Table>(&format!("v = {v}")) {
+        Ok(mut t) => t.remove("v").map(Value::serialize),
+        Err(_) => None,
+    };
+    let value = match value {
+        Some(Ok(value)) => value,
+        _ => Value::from(v.to_string()),
+    };
     Ok((k.to_string(), value))
 }
 
@@ -456,7 +468,7 @@ impl Recipe {
                 dict: defaults_dict(&stem),
             })
             .merge(Toml::file(path))
-            .merge(Env::prefixed("PARALLAX_").split("__"))
+            .merge(Env::prefixed(ENV_PREFIX).split("__"))
             .merge(Named {
                 name: "--set flags",
                 dict: set_dict,

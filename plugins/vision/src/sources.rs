@@ -73,7 +73,7 @@ impl DataSource for ImageSetSource {
 }
 
 /// `[data] name = "fashion_mnist"` options.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 struct FashionMnistConfig {
     /// A folder with the full dataset's IDX files
@@ -85,16 +85,6 @@ struct FashionMnistConfig {
     train_limit: Option<usize>,
     /// Use only the first `test_limit` test images.
     test_limit: Option<usize>,
-}
-
-impl Default for FashionMnistConfig {
-    fn default() -> Self {
-        FashionMnistConfig {
-            path: None,
-            train_limit: None,
-            test_limit: None,
-        }
-    }
 }
 
 /// Finds `stem` or `stem.gz` in `dir`.

@@ -56,7 +56,7 @@ impl Knn {
         if cfg.k == 0 {
             return Err(Error::invalid("knn", "k must be at least 1"));
         }
-        if !(cfg.temperature > 0.0) {
+        if cfg.temperature.is_nan() || cfg.temperature <= 0.0 {
             return Err(Error::invalid("knn", format!("temperature must be > 0, got {}", cfg.temperature)));
         }
         Ok(Knn { cfg })

@@ -3,13 +3,14 @@
 pub mod grid;
 pub mod jsonl;
 pub mod progress;
-// TEMP pub mod tensorboard;
+pub mod tensorboard;
+pub mod tensorboard_logger;
 
 use std::path::PathBuf;
 
 use crate::error::Result;
 
-pub struct ImageU8 { pub height: usize, pub width: usize, pub channels: usize, pub data: Vec<u8> } // TEMP
+pub use tensorboard::ImageU8;
 
 /// What loggers know about the run.
 #[derive(Clone, Debug)]

@@ -19,18 +19,12 @@ pub struct Progress {
     every_lines: u64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 struct ProgressConfig {
     /// Without a terminal, print a line every this many logged steps' worth
     /// of scalars (0: every time scalars are logged).
     plain_every: u64,
-}
-
-impl Default for ProgressConfig {
-    fn default() -> Self {
-        ProgressConfig { plain_every: 0 }
-    }
 }
 
 fn pick(values: &[(String, f64)], key: &str) -> Option<f64> {
@@ -68,12 +62,12 @@ impl Progress {
 
 impl Logger for Progress {
     fn scalars(&mut self, step: u64, values: &[(String, f64)]) -> Result<()> {
-        let loss = pick(values, "train/loss");
+        let Some(loss) = pick(values, "train/loss") else {
+            // evaluation results arrive as messages
+            return Ok(());
+        };
         let ips = pick(values, "train/examples_per_s");
-        let mut msg = String::new();
-        if let Some(l) = loss {
-            msg.push_str(&format!("loss {l:.4}"));
-        }
+        let mut msg = format!("loss {loss:.4}");
         if let Some(r) = ips {
             msg.push_str(&format!(" | {r:.0} ex/s"));
         }
