@@ -320,6 +320,7 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
     let mut loss_n = 0u64;
     let mut interval_start = Instant::now();
     let mut interval_examples = 0usize;
+    let mut data_wait = 0.0f64;
     let mut collapse_warned = false;
     let mut epoch = step / steps_per_epoch;
     'epochs: while step < stop_at {
@@ -337,7 +338,10 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
             let mut scalars = Vec::new();
             let mut embeddings = None;
             for micro in 0..tc.accumulate {
-                let views = match batches.next() {
+                let wait = Instant::now();
+                let next = batches.next();
+                data_wait += wait.elapsed().as_secs_f64();
+                let views = match next {
                     Some(v) => v?,
                     None => break 'epochs,
                 };
@@ -399,6 +403,8 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
                     ("train/lr".to_string(), lr),
                     ("train/step_time_s".to_string(), secs / loss_n as f64),
                     ("train/examples_per_s".to_string(), interval_examples as f64 / secs.max(1e-9)),
+                    // the share of the interval the training thread waited for data
+                    ("train/data_wait_fraction".to_string(), data_wait / secs.max(1e-9)),
                     ("train/epoch".to_string(), step as f64 / steps_per_epoch as f64),
                 ];
                 if grad_norm.is_finite() {
@@ -420,6 +426,7 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
                 loss_sum = 0.0;
                 loss_n = 0;
                 interval_examples = 0;
+                data_wait = 0.0;
                 interval_start = Instant::now();
             }
             if tc.histogram_every > 0 && step % tc.histogram_every == 0 {
