@@ -96,3 +96,25 @@ fn a_diverging_run_stops_naming_the_step_and_keeps_the_last_checkpoint() {
         assert!(v.iter().all(|x| x.is_finite()), "the kept checkpoint holds non-finite weights");
     }
 }
+
+#[test]
+fn accumulation_and_clipping_run_and_count_optimizer_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = train(
+        &run,
+        &["--max-steps", "3", "--set", "eval=[]", "--set", "train.accumulate=2", "--set", "train.grad_clip=0.5"],
+    );
+    assert!(out.contains("steps: 3"), "{out}");
+    let lines = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let norms: Vec<f64> = lines
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["train/grad_norm"].as_f64())
+        .collect();
+    // the logged norm is measured before clipping; all three steps are logged
+    assert_eq!(norms.len(), 3, "{lines}");
+    // 256 images / (32 x 2) = 4 optimizer steps per epoch
+    let last: serde_json::Value = serde_json::from_str(lines.lines().rev().nth(1).unwrap()).unwrap();
+    assert!((last["train/epoch"].as_f64().unwrap() - 0.75).abs() < 1e-9, "{last}");
+}

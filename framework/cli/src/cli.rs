@@ -48,6 +48,18 @@ enum Command {
         #[command(subcommand)]
         command: RecipeCommand,
     },
+    /// Check losses against reference fixtures (safetensors files or folders
+    /// of them, in the format of tests/fixtures/losses/README.md).
+    VerifyLoss {
+        /// Fixture files or folders.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Benchmarks (print one JSON line each).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Evaluate a finished run with its recipe's evaluators.
     Eval {
         /// The run directory (holds recipe.toml and checkpoint.safetensors).
@@ -55,6 +67,25 @@ enum Command {
         /// Device: auto, cpu or cuda:N.
         #[arg(long)]
         device: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// nt_xent forward + backward on random N x D embeddings.
+    Loss {
+        /// Examples per view.
+        #[arg(long, default_value_t = 4096)]
+        n: usize,
+        /// Embedding size.
+        #[arg(long, default_value_t = 128)]
+        d: usize,
+        /// Timed steps.
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        /// Untimed warm-up steps.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
     },
 }
 
@@ -102,6 +133,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let r = Recipe::load(&recipe, &sets).with_context(|| format!("cannot load {}", recipe.display()))?;
             print!("{}", r.to_toml_string());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::VerifyLoss { files } => Ok(if crate::cmd_verify_loss::run(&files)? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }),
+        Command::Bench {
+            command: BenchCommand::Loss { n, d, steps, warmup },
+        } => {
+            crate::cmd_bench_loss::run(n, d, steps, warmup)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval { run_dir, device } => {

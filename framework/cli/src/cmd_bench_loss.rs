@@ -43,14 +43,11 @@ pub fn run(n: usize, d: usize, steps: usize, warmup: usize) -> Result<()> {
         step()?;
     }
     let step_s = start.elapsed().as_secs_f64() / steps as f64;
-    let line = serde_json::json!({
-        "impl": "parallax",
-        "loss": "nt_xent",
-        "n": n,
-        "d": d,
-        "step_s": step_s,
-        "pairs_per_s": n as f64 / step_s,
-    });
-    println!("{line}");
+    // keys in a fixed order, as scripts/bench_loss_ref.py prints them
+    println!(
+        "{{\"impl\":\"parallax\",\"loss\":\"nt_xent\",\"n\":{n},\"d\":{d},\"step_s\":{},\"pairs_per_s\":{}}}",
+        serde_json::Value::from(step_s),
+        serde_json::Value::from(n as f64 / step_s)
+    );
     Ok(())
 }

@@ -3,4 +3,6 @@
 //! module, so that the binary and the tests see the same registrations.
 
 pub mod cli;
+pub mod cmd_bench_loss;
+pub mod cmd_verify_loss;
 pub mod plugins;

@@ -7,8 +7,25 @@ use candle_core::Tensor;
 
 use crate::error::{Error, Result};
 
+pub mod alignment;
+pub mod byol;
+pub mod clip;
+pub mod codebook_diversity;
 pub mod common;
+pub mod curl_bilinear;
+pub mod debiased_info_nce;
+pub mod dino;
+pub mod hard_negative_info_nce;
+pub mod info_nce;
 pub mod nt_xent;
+pub mod simcse;
+pub mod simsiam;
+pub mod spectral;
+pub mod triplet;
+pub mod triplet_batch_hard;
+pub mod uniformity;
+pub mod verify;
+pub mod wav2vec2_contrastive;
 
 pub use common::{l2_normalize, log_sum_exp_rows};
 
