@@ -5,7 +5,10 @@ use std::process::{Command, Output};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 /// The `parallax` binary built by `cargo test` (the cli package's own
@@ -15,7 +18,10 @@ pub fn bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target profile directory");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target profile directory");
     let p = dir.join(format!("parallax{}", std::env::consts::EXE_SUFFIX));
     assert!(
         p.is_file(),
@@ -47,20 +53,29 @@ pub fn parallax_env(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 /// Standard output and error of a finished command, for assertions.
 pub fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string())
+    (
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
 }
 
 /// Asserts success and returns stdout.
 pub fn ok(o: &Output) -> String {
     let (out, err) = text(o);
-    assert!(o.status.success(), "parallax failed\nstdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        o.status.success(),
+        "parallax failed\nstdout:\n{out}\nstderr:\n{err}"
+    );
     out
 }
 
 /// Asserts failure and returns stderr.
 pub fn fails(o: &Output) -> String {
     let (out, err) = text(o);
-    assert!(!o.status.success(), "parallax should have failed\nstdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        !o.status.success(),
+        "parallax should have failed\nstdout:\n{out}\nstderr:\n{err}"
+    );
     err
 }
 

@@ -5,11 +5,29 @@ use parallax_tests::{fails, ok, parallax, parallax_env, tiny_recipe};
 #[test]
 fn list_shows_every_kind_and_filters() {
     let out = ok(&parallax(&["list"]));
-    for needle in ["data sources:", "fashion_mnist", "encoders:", "small_cnn", "losses:", "nt_xent", "methods:", "simclr", "evaluators:", "knn", "loggers:", "tensorboard", "heads:", "view generators:"] {
+    for needle in [
+        "data sources:",
+        "fashion_mnist",
+        "encoders:",
+        "small_cnn",
+        "losses:",
+        "nt_xent",
+        "methods:",
+        "simclr",
+        "evaluators:",
+        "knn",
+        "loggers:",
+        "tensorboard",
+        "heads:",
+        "view generators:",
+    ] {
         assert!(out.contains(needle), "`{needle}` missing from:\n{out}");
     }
     let losses = ok(&parallax(&["list", "losses"]));
-    assert!(losses.contains("nt_xent") && !losses.contains("small_cnn"), "{losses}");
+    assert!(
+        losses.contains("nt_xent") && !losses.contains("small_cnn"),
+        "{losses}"
+    );
     let err = fails(&parallax(&["list", "widgets"]));
     assert!(err.contains("widgets") && err.contains("losses"), "{err}");
 }
@@ -19,7 +37,10 @@ fn recipe_show_layers_file_env_and_set() {
     let r = tiny_recipe();
     let out = ok(&parallax_env(
         &["recipe", "show", &r, "--set", "train.batch_size=48"],
-        &[("PARALLAX_TRAIN__EPOCHS", "9"), ("PARALLAX_TRAIN__BATCH_SIZE", "12")],
+        &[
+            ("PARALLAX_TRAIN__EPOCHS", "9"),
+            ("PARALLAX_TRAIN__BATCH_SIZE", "12"),
+        ],
     ));
     assert!(out.contains("epochs = 9"), "{out}");
     // --set beats the environment
@@ -31,21 +52,63 @@ fn recipe_show_layers_file_env_and_set() {
 #[test]
 fn recipe_errors_name_the_key_and_the_source() {
     let r = tiny_recipe();
-    let err = fails(&parallax(&["recipe", "show", &r, "--set", "train.epohcs=3"]));
-    assert!(err.contains("train.epohcs") && err.contains("--set"), "{err}");
-    let err = fails(&parallax_env(&["recipe", "show", &r], &[("PARALLAX_TRAIN__LR", "0.1")]));
-    assert!(err.contains("train.lr") && err.contains("PARALLAX_TRAIN__LR"), "{err}");
-    let err = fails(&parallax(&["recipe", "show", "recipes/no-such-recipe.toml"]));
-    assert!(err.contains("no-such-recipe.toml") && err.contains("does not exist"), "{err}");
+    let err = fails(&parallax(&[
+        "recipe",
+        "show",
+        &r,
+        "--set",
+        "train.epohcs=3",
+    ]));
+    assert!(
+        err.contains("train.epohcs") && err.contains("--set"),
+        "{err}"
+    );
+    let err = fails(&parallax_env(
+        &["recipe", "show", &r],
+        &[("PARALLAX_TRAIN__LR", "0.1")],
+    ));
+    assert!(
+        err.contains("train.lr") && err.contains("PARALLAX_TRAIN__LR"),
+        "{err}"
+    );
+    let err = fails(&parallax(&[
+        "recipe",
+        "show",
+        "recipes/no-such-recipe.toml",
+    ]));
+    assert!(
+        err.contains("no-such-recipe.toml") && err.contains("does not exist"),
+        "{err}"
+    );
     // a component key is checked by the component, still naming key and file
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    let text = std::fs::read_to_string(&r).unwrap().replace("channels = [8, 16]", "channels = [8, 16]\nwidht = 3");
+    let text = std::fs::read_to_string(&r)
+        .unwrap()
+        .replace("channels = [8, 16]", "channels = [8, 16]\nwidht = 3");
     std::fs::write(&bad, text).unwrap();
     let out = dir.path().join("run");
-    let err = fails(&parallax(&["train", bad.to_str().unwrap(), "--out", out.to_str().unwrap()]));
-    assert!(err.contains("encoder.widht") && err.contains("bad.toml"), "{err}");
+    let err = fails(&parallax(&[
+        "train",
+        bad.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(
+        err.contains("encoder.widht") && err.contains("bad.toml"),
+        "{err}"
+    );
     // an unknown component name lists the available ones
-    let err = fails(&parallax(&["train", &r, "--set", "encoder.name=resnet9000", "--out", out.to_str().unwrap()]));
-    assert!(err.contains("resnet9000") && err.contains("small_cnn"), "{err}");
+    let err = fails(&parallax(&[
+        "train",
+        &r,
+        "--set",
+        "encoder.name=resnet9000",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(
+        err.contains("resnet9000") && err.contains("small_cnn"),
+        "{err}"
+    );
 }

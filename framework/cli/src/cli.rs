@@ -131,7 +131,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Recipe {
             command: RecipeCommand::Show { recipe, sets },
         } => {
-            let r = Recipe::load(&recipe, &sets).with_context(|| format!("cannot load {}", recipe.display()))?;
+            let r = Recipe::load(&recipe, &sets)
+                .with_context(|| format!("cannot load {}", recipe.display()))?;
             print!("{}", r.to_toml_string());
             Ok(ExitCode::SUCCESS)
         }
@@ -141,7 +142,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             ExitCode::FAILURE
         }),
         Command::Bench {
-            command: BenchCommand::Loss { n, d, steps, warmup },
+            command:
+                BenchCommand::Loss {
+                    n,
+                    d,
+                    steps,
+                    warmup,
+                },
         } => {
             crate::cmd_bench_loss::run(n, d, steps, warmup)?;
             Ok(ExitCode::SUCCESS)
@@ -181,13 +188,17 @@ fn train(
     resume: bool,
     device: Option<String>,
 ) -> Result<ExitCode> {
-    let recipe = Recipe::load(recipe_path, sets).with_context(|| format!("cannot load {}", recipe_path.display()))?;
+    let recipe = Recipe::load(recipe_path, sets)
+        .with_context(|| format!("cannot load {}", recipe_path.display()))?;
     let runs = existing_runs(&recipe.name);
     let run_dir = match (out, resume) {
         (Some(o), _) => o,
         (None, true) => match runs.last() {
             Some((_, p)) => p.clone(),
-            None => bail!("--resume: no earlier run of `{}` under runs/; name it with --out", recipe.name),
+            None => bail!(
+                "--resume: no earlier run of `{}` under runs/; name it with --out",
+                recipe.name
+            ),
         },
         (None, false) => {
             let n = runs.last().map_or(1, |(n, _)| n + 1);
@@ -200,7 +211,8 @@ fn train(
         resume,
         device,
     };
-    let outcome = trainer::train(&recipe, &opts).with_context(|| format!("training {} failed", recipe_path.display()))?;
+    let outcome = trainer::train(&recipe, &opts)
+        .with_context(|| format!("training {} failed", recipe_path.display()))?;
     println!("run directory: {}", outcome.run_dir.display());
     println!("steps: {}", outcome.step);
     for (k, v) in &outcome.metrics {
@@ -238,7 +250,11 @@ fn list(kind: Option<&str>) -> Result<ExitCode> {
         if want.is_some_and(|w| w != k) {
             continue;
         }
-        let plural = if k.ends_with('s') { format!("{k}es") } else { format!("{k}s") };
+        let plural = if k.ends_with('s') {
+            format!("{k}es")
+        } else {
+            format!("{k}s")
+        };
         println!("{plural}:");
         for (name, desc) in entries {
             println!("  {name:<24} {desc}");

@@ -166,10 +166,19 @@ mod tests {
         };
         let b = Batch::collate(&[s(1.0), s(2.0)], &Device::Cpu).unwrap();
         assert_eq!(b.get("image").unwrap().dims(), &[2, 1, 2]);
-        assert_eq!(b.get("label").unwrap().to_vec1::<i64>().unwrap(), vec![1, 2]);
+        assert_eq!(
+            b.get("label").unwrap().to_vec1::<i64>().unwrap(),
+            vec![1, 2]
+        );
         assert_eq!(b.len(), 2);
         let mut bad = s(3.0);
-        bad.insert("image", Field::F32 { shape: vec![3], data: vec![0.0; 3] });
+        bad.insert(
+            "image",
+            Field::F32 {
+                shape: vec![3],
+                data: vec![0.0; 3],
+            },
+        );
         assert!(Batch::collate(&[s(1.0), bad], &Device::Cpu).is_err());
         assert!(b.get("audio").unwrap_err().to_string().contains("image"));
     }

@@ -97,7 +97,8 @@ pub fn save(
 /// Loads a checkpoint written by [`save`].
 pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(path, format!("not a safetensors file: {e}")))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| err(path, format!("not a safetensors file: {e}")))?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| err(path, e))?;
     let meta_json = header
         .metadata()
@@ -106,7 +107,8 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
         .ok_or_else(|| err(path, "not a parallax checkpoint (no `parallax` metadata)"))?;
     let meta: CheckpointMeta = serde_json::from_str(meta_json).map_err(|e| err(path, e))?;
     drop(st);
-    let tensors = candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| err(path, e))?;
+    let tensors =
+        candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| err(path, e))?;
     let mut ck = Checkpoint {
         meta,
         model: HashMap::new(),
@@ -132,7 +134,12 @@ mod tests {
     fn round_trip_and_atomic_replace() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("checkpoint.safetensors");
-        let meta = CheckpointMeta { step: 7, seed: 1, name: "r".into(), format: 1 };
+        let meta = CheckpointMeta {
+            step: 7,
+            seed: 1,
+            name: "r".into(),
+            format: 1,
+        };
         let t = Tensor::new(&[1f32, 2., 3.], &Device::Cpu).unwrap();
         let mut model = BTreeMap::new();
         model.insert("encoder.w".to_string(), t.clone());
@@ -141,10 +148,19 @@ mod tests {
         save(&p, &meta, &model, &optim, &BTreeMap::new()).unwrap();
         let ck = load(&p, &Device::Cpu).unwrap();
         assert_eq!(ck.meta, meta);
-        assert_eq!(ck.model["encoder.w"].to_vec1::<f32>().unwrap(), vec![1., 2., 3.]);
-        assert_eq!(ck.optim["momentum/encoder.w"].to_vec1::<f32>().unwrap(), vec![2., 4., 6.]);
+        assert_eq!(
+            ck.model["encoder.w"].to_vec1::<f32>().unwrap(),
+            vec![1., 2., 3.]
+        );
+        assert_eq!(
+            ck.optim["momentum/encoder.w"].to_vec1::<f32>().unwrap(),
+            vec![2., 4., 6.]
+        );
         // no temporary file left behind
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1);
         std::fs::write(&p, b"garbage").unwrap();
         let e = load(&p, &Device::Cpu).err().unwrap().to_string();

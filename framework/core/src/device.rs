@@ -22,7 +22,11 @@ pub fn select(spec: &str) -> Result<Device> {
                     .parse::<usize>()
                     .map_err(|_| Error::Recipe(format!("device `{s}`: expected cuda:N")))?,
                 None if s == "cuda" => 0,
-                None => return Err(Error::Recipe(format!("device `{s}`: expected auto, cpu or cuda:N"))),
+                None => {
+                    return Err(Error::Recipe(format!(
+                        "device `{s}`: expected auto, cpu or cuda:N"
+                    )))
+                }
             };
             if !candle_core::utils::cuda_is_available() {
                 return Err(Error::Recipe(format!(
@@ -31,7 +35,9 @@ pub fn select(spec: &str) -> Result<Device> {
             }
             Ok(Device::new_cuda(ordinal)?)
         }
-        s => Err(Error::Recipe(format!("device `{s}`: expected auto, cpu or cuda:N"))),
+        s => Err(Error::Recipe(format!(
+            "device `{s}`: expected auto, cpu or cuda:N"
+        ))),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod logging;
 pub mod losses;
 pub mod methods;
 pub mod nn;
+pub mod ops;
 pub mod optim;
 pub mod recipe;
 pub mod registry;

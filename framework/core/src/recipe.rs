@@ -92,11 +92,9 @@ fn from_figment(origins: &Origins, prefix: &str, err: figment::Error) -> Error {
         }
         key.push_str(&p);
     }
-    let origin = origins.describe(&key).or_else(|| {
-        err.metadata
-            .as_ref()
-            .map(|md| describe_metadata(md, &key))
-    });
+    let origin = origins
+        .describe(&key)
+        .or_else(|| err.metadata.as_ref().map(|md| describe_metadata(md, &key)));
     match origin {
         Some(from) => Error::Recipe(format!("key `{key}` (from {from}): {message}")),
         None => Error::Recipe(format!("key `{key}`: {message}")),
@@ -230,8 +228,20 @@ impl Component {
     fn from_dict(section: String, mut dict: Dict, origins: Origins) -> Result<Self> {
         let name = match dict.remove("name") {
             Some(Value::String(_, s)) => s,
-            Some(_) => return Err(key_error(&origins, &format!("{section}.name"), "expected a string")),
-            None => return Err(key_error(&origins, &section, "missing key `name` (the component's registry name)")),
+            Some(_) => {
+                return Err(key_error(
+                    &origins,
+                    &format!("{section}.name"),
+                    "expected a string",
+                ))
+            }
+            None => {
+                return Err(key_error(
+                    &origins,
+                    &section,
+                    "missing key `name` (the component's registry name)",
+                ))
+            }
         };
         Ok(Component {
             name,
@@ -390,7 +400,11 @@ fn defaults_dict(name: &str) -> Dict {
     };
     d.insert(
         "logger".into(),
-        Value::from(vec![logger("tensorboard"), logger("jsonl"), logger("progress")]),
+        Value::from(vec![
+            logger("tensorboard"),
+            logger("jsonl"),
+            logger("progress"),
+        ]),
     );
     let train = Value::serialize(TrainConfig::default()).expect("train defaults serialise");
     d.insert("train".into(), train);
@@ -501,15 +515,13 @@ impl Recipe {
     fn from_figment(fig: Figment) -> Result<Recipe> {
         let fig = Arc::new(fig);
         let origins = Origins(Some(fig.clone()));
-        let raw: RawRecipe = fig
-            .extract()
-            .map_err(|e| from_figment(&origins, "", e))?;
-        let resolved_value: Value = fig
-            .extract()
-            .map_err(|e| from_figment(&origins, "", e))?;
+        let raw: RawRecipe = fig.extract().map_err(|e| from_figment(&origins, "", e))?;
+        let resolved_value: Value = fig.extract().map_err(|e| from_figment(&origins, "", e))?;
         let resolved = toml::Table::try_from(&resolved_value)
             .map_err(|e| Error::Recipe(format!("cannot render resolved recipe: {e}")))?;
-        let comp = |section: String, raw: RawComponent| Component::from_dict(section, raw.0, origins.clone());
+        let comp = |section: String, raw: RawComponent| {
+            Component::from_dict(section, raw.0, origins.clone())
+        };
         let list = |section: &str, raws: Vec<RawComponent>| -> Result<Vec<Component>> {
             raws.into_iter()
                 .enumerate()
@@ -518,13 +530,25 @@ impl Recipe {
         };
         let seed = raw.seed;
         if raw.train.batch_size == 0 {
-            return Err(key_error(&origins, "train.batch_size", "must be at least 1"));
+            return Err(key_error(
+                &origins,
+                "train.batch_size",
+                "must be at least 1",
+            ));
         }
         if raw.train.accumulate == 0 {
-            return Err(key_error(&origins, "train.accumulate", "must be at least 1"));
+            return Err(key_error(
+                &origins,
+                "train.accumulate",
+                "must be at least 1",
+            ));
         }
         if raw.train.checkpoint_every == 0 {
-            return Err(key_error(&origins, "train.checkpoint_every", "must be at least 1"));
+            return Err(key_error(
+                &origins,
+                "train.checkpoint_every",
+                "must be at least 1",
+            ));
         }
         Ok(Recipe {
             name: raw.name,
@@ -556,7 +580,11 @@ impl Recipe {
             match v {
                 toml::Value::Table(t) => {
                     for (k, v) in t {
-                        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                        let key = if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
                         walk(&key, v, out);
                     }
                 }
@@ -652,8 +680,16 @@ mod tests {
         let r = Recipe::load(&p, &[]).unwrap();
         assert_eq!(r.name, "r");
         let err = r.encoder.params.extract::<Enc>().unwrap_err().to_string();
-        assert!(err.contains("encoder.width") && err.contains("r.toml"), "{err}");
-        let err = Recipe::load(&dir.path().join("nope.toml"), &[]).unwrap_err().to_string();
-        assert!(err.contains("nope.toml") && err.contains("does not exist"), "{err}");
+        assert!(
+            err.contains("encoder.width") && err.contains("r.toml"),
+            "{err}"
+        );
+        let err = Recipe::load(&dir.path().join("nope.toml"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nope.toml") && err.contains("does not exist"),
+            "{err}"
+        );
     }
 }

@@ -214,15 +214,25 @@ mod tests {
 
     #[test]
     fn duplicates_name_both_origins() {
-        let entries = [Fake("a", "x.rs:1"), Fake("b", "y.rs:2"), Fake("a", "z.rs:3")];
+        let entries = [
+            Fake("a", "x.rs:1"),
+            Fake("b", "y.rs:2"),
+            Fake("a", "z.rs:3"),
+        ];
         let err = index("loss", entries.iter()).err().unwrap().to_string();
-        assert!(err.contains("`a`") && err.contains("x.rs:1") && err.contains("z.rs:3"), "{err}");
+        assert!(
+            err.contains("`a`") && err.contains("x.rs:1") && err.contains("z.rs:3"),
+            "{err}"
+        );
         assert!(index("loss", entries[..2].iter()).is_ok());
     }
 
     #[test]
     fn unknown_names_list_the_available_ones() {
         let err = loss("no_such_loss").err().unwrap().to_string();
-        assert!(err.contains("no_such_loss") && err.contains("nt_xent"), "{err}");
+        assert!(
+            err.contains("no_such_loss") && err.contains("nt_xent"),
+            "{err}"
+        );
     }
 }

@@ -122,12 +122,21 @@ impl Experiment {
         self.store
             .named_vars()
             .into_iter()
-            .filter(|(n, v)| v.dtype().is_float() && self.method.is_trainable(n) && !n.ends_with("running_mean") && !n.ends_with("running_var"))
+            .filter(|(n, v)| {
+                v.dtype().is_float()
+                    && self.method.is_trainable(n)
+                    && !n.ends_with("running_mean")
+                    && !n.ends_with("running_var")
+            })
             .collect()
     }
 
     /// Runs every evaluator; returns their metrics.
-    pub fn evaluate(&mut self, recipe: &Recipe, only_every: Option<usize>) -> Result<Vec<(String, f64)>> {
+    pub fn evaluate(
+        &mut self,
+        recipe: &Recipe,
+        only_every: Option<usize>,
+    ) -> Result<Vec<(String, f64)>> {
         let ctx = EvalCtx {
             encoder: self.method.encoder(),
             data: &recipe.data,
@@ -184,21 +193,36 @@ fn build_loggers(recipe: &Recipe, info: &RunInfo) -> Result<Vec<Box<dyn Logger>>
         .collect()
 }
 
-fn log_all(loggers: &mut [Box<dyn Logger>], f: impl Fn(&mut dyn Logger) -> Result<()>) -> Result<()> {
+fn log_all(
+    loggers: &mut [Box<dyn Logger>],
+    f: impl Fn(&mut dyn Logger) -> Result<()>,
+) -> Result<()> {
     for l in loggers.iter_mut() {
         f(l.as_mut())?;
     }
     Ok(())
 }
 
-fn save_checkpoint(exp: &Experiment, opt: &dyn optim::Optimizer, recipe: &Recipe, step: u64, dir: &Path) -> Result<()> {
+fn save_checkpoint(
+    exp: &Experiment,
+    opt: &dyn optim::Optimizer,
+    recipe: &Recipe,
+    step: u64,
+    dir: &Path,
+) -> Result<()> {
     let meta = CheckpointMeta {
         step,
         seed: recipe.seed,
         name: recipe.name.clone(),
         format: 1,
     };
-    checkpoint::save(&dir.join(CHECKPOINT), &meta, &exp.store.tensors(), &opt.state()?, &exp.method.state()?)
+    checkpoint::save(
+        &dir.join(CHECKPOINT),
+        &meta,
+        &exp.store.tensors(),
+        &opt.state()?,
+        &exp.method.state()?,
+    )
 }
 
 /// Collapse monitor: the mean per-dimension standard deviation of
@@ -208,12 +232,21 @@ pub fn spread(embeddings: &candle_core::Tensor) -> Result<f64> {
     let d = embeddings.dim(1)? as f64;
     let z = embeddings.to_dtype(DType::F32)?;
     let mean = z.mean_keepdim(0)?;
-    let std = z.broadcast_sub(&mean)?.sqr()?.mean(0)?.sqrt()?.mean_all()?.to_scalar::<f32>()? as f64;
+    let std = z
+        .broadcast_sub(&mean)?
+        .sqr()?
+        .mean(0)?
+        .sqrt()?
+        .mean_all()?
+        .to_scalar::<f32>()? as f64;
     Ok(std * d.sqrt())
 }
 
 fn fmt_metrics(m: &[(String, f64)]) -> String {
-    m.iter().map(|(k, v)| format!("{k} = {v:.4}")).collect::<Vec<_>>().join(", ")
+    m.iter()
+        .map(|(k, v)| format!("{k} = {v:.4}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Trains `recipe`; see [`TrainOptions`].
@@ -228,7 +261,10 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
         )));
     }
     if opts.resume && !ck_path.exists() {
-        return Err(Error::Recipe(format!("--resume: no checkpoint at {}", ck_path.display())));
+        return Err(Error::Recipe(format!(
+            "--resume: no checkpoint at {}",
+            ck_path.display()
+        )));
     }
     std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
     let mut exp = Experiment::build(recipe, device.clone())?;
@@ -263,7 +299,8 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
     }
     let total_steps = tc.max_steps.unwrap_or(tc.epochs as u64 * steps_per_epoch);
     let stop_at = opts.max_steps.map_or(total_steps, |m| m.min(total_steps));
-    let schedule = optim::schedule::Schedule::new(&spec.schedule, spec.lr, total_steps, steps_per_epoch);
+    let schedule =
+        optim::schedule::Schedule::new(&spec.schedule, spec.lr, total_steps, steps_per_epoch);
 
     let mut step = 0u64;
     if opts.resume {
@@ -274,10 +311,12 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
                 ck.meta.seed, recipe.seed
             )));
         }
-        exp.store.assign_all(&ck.model).map_err(|e| Error::Checkpoint {
-            path: ck_path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        exp.store
+            .assign_all(&ck.model)
+            .map_err(|e| Error::Checkpoint {
+                path: ck_path.display().to_string(),
+                message: e.to_string(),
+            })?;
         opt.load_state(&ck.optim)?;
         exp.method.load_state(&ck.method)?;
         step = ck.meta.step;
@@ -303,7 +342,11 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
         steps_per_epoch,
         trainable.len(),
         trainable.iter().map(|(_, v)| v.elem_count()).sum::<usize>(),
-        if device.is_cpu() { "cpu".to_string() } else { format!("{device:?}") }
+        if device.is_cpu() {
+            "cpu".to_string()
+        } else {
+            format!("{device:?}")
+        }
     );
     log_all(&mut loggers, |l| l.message(step, &describe))?;
 
@@ -346,7 +389,10 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
                     None => break 'epochs,
                 };
                 if step == 0 && micro == 0 && tc.log_views {
-                    let imgs: Vec<_> = views.iter().filter_map(|b| b.tensors.get("image").cloned()).collect();
+                    let imgs: Vec<_> = views
+                        .iter()
+                        .filter_map(|b| b.tensors.get("image").cloned())
+                        .collect();
                     if imgs.len() == views.len() {
                         if let Ok(grid) = image_grid(&imgs, 16, 2) {
                             log_all(&mut loggers, |l| l.image(0, "views", &grid))?;
@@ -354,8 +400,12 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
                     }
                 }
                 interval_examples += views.first().map_or(0, |b| b.len());
-                let views = views.iter().map(|b| b.to_device(&device)).collect::<Result<Vec<_>>>()?;
-                let mut ctx = ForwardCtx::train(Rng::derive(recipe.seed, "step", &[step, micro as u64]));
+                let views = views
+                    .iter()
+                    .map(|b| b.to_device(&device))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut ctx =
+                    ForwardCtx::train(Rng::derive(recipe.seed, "step", &[step, micro as u64]));
                 let out = exp.method.step(&views, &mut ctx)?;
                 let value = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
                 if !value.is_finite() {
@@ -382,7 +432,9 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
                 scalars = out.scalars;
                 embeddings = out.embeddings;
             }
-            let Some(mut grads) = grads else { break 'epochs };
+            let Some(mut grads) = grads else {
+                break 'epochs;
+            };
             let grad_norm = match tc.grad_clip {
                 Some(max) => clip::clip_grad_norm(&mut grads, &train_vars, max)?,
                 None if (step + 1) % tc.log_every == 0 => clip::grad_norm(&grads, &train_vars)?,
@@ -402,10 +454,19 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
                     ("train/loss".to_string(), loss_sum / loss_n as f64),
                     ("train/lr".to_string(), lr),
                     ("train/step_time_s".to_string(), secs / loss_n as f64),
-                    ("train/examples_per_s".to_string(), interval_examples as f64 / secs.max(1e-9)),
+                    (
+                        "train/examples_per_s".to_string(),
+                        interval_examples as f64 / secs.max(1e-9),
+                    ),
                     // the share of the interval the training thread waited for data
-                    ("train/data_wait_fraction".to_string(), data_wait / secs.max(1e-9)),
-                    ("train/epoch".to_string(), step as f64 / steps_per_epoch as f64),
+                    (
+                        "train/data_wait_fraction".to_string(),
+                        data_wait / secs.max(1e-9),
+                    ),
+                    (
+                        "train/epoch".to_string(),
+                        step as f64 / steps_per_epoch as f64,
+                    ),
                 ];
                 if grad_norm.is_finite() {
                     s.push(("train/grad_norm".to_string(), grad_norm));
@@ -432,8 +493,14 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
             if tc.histogram_every > 0 && step % tc.histogram_every == 0 {
                 for (name, var) in &trainable {
                     if var.rank() > 1 {
-                        let v = var.as_tensor().flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-                        log_all(&mut loggers, |l| l.histogram(step, &format!("weights/{name}"), &v))?;
+                        let v = var
+                            .as_tensor()
+                            .flatten_all()?
+                            .to_dtype(DType::F32)?
+                            .to_vec1::<f32>()?;
+                        log_all(&mut loggers, |l| {
+                            l.histogram(step, &format!("weights/{name}"), &v)
+                        })?;
                     }
                 }
             }
@@ -469,7 +536,12 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
     })
 }
 
-fn write_results(dir: &Path, step: u64, metrics: &[(String, f64)], init: &[(String, f64)]) -> Result<()> {
+fn write_results(
+    dir: &Path,
+    step: u64,
+    metrics: &[(String, f64)],
+    init: &[(String, f64)],
+) -> Result<()> {
     let to_map = |m: &[(String, f64)]| m.iter().cloned().collect::<BTreeMap<String, f64>>();
     let v = serde_json::json!({ "step": step, "final": to_map(metrics), "init": to_map(init) });
     checkpoint::write_atomic(&dir.join(RESULTS), format!("{v:#}\n").as_bytes())
@@ -483,12 +555,17 @@ pub fn evaluate_run(run_dir: &Path, device: Option<&str>) -> Result<Vec<(String,
     let ck_path = run_dir.join(CHECKPOINT);
     let ck = checkpoint::load(&ck_path, &device)?;
     let mut exp = Experiment::build(&recipe, device)?;
-    exp.store.assign_all(&ck.model).map_err(|e| Error::Checkpoint {
-        path: ck_path.display().to_string(),
-        message: e.to_string(),
-    })?;
+    exp.store
+        .assign_all(&ck.model)
+        .map_err(|e| Error::Checkpoint {
+            path: ck_path.display().to_string(),
+            message: e.to_string(),
+        })?;
     if exp.evaluators.is_empty() {
-        return Err(Error::Recipe(format!("{}: the recipe has no [[eval]] section", run_dir.join(RECIPE).display())));
+        return Err(Error::Recipe(format!(
+            "{}: the recipe has no [[eval]] section",
+            run_dir.join(RECIPE).display()
+        )));
     }
     exp.evaluate(&recipe, None)
 }

@@ -6,15 +6,19 @@
 //! normalised with `mean` / `std` inside the encoder, so data sources keep
 //! pixels in [0, 1].
 //!
-//! Only ops whose Candle 0.11 gradients are right for these shapes are used:
-//! square convolutions, max-pooling with kernel == stride, and batch norm
-//! built from elementary ops.
+//! Convolution and batch norm (+ ReLU) run on the project's kernels
+//! (`parallax_core::ops`: im2col + GEMM, fused batch norm), each
+//! gradient-checked; max-pooling uses kernel == stride, where Candle's
+//! backward is right.
 
-use candle_core::{Module, ModuleT, Tensor};
-use candle_nn::{BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, VarBuilder};
+use candle_core::Tensor;
+use candle_nn::init::DEFAULT_KAIMING_NORMAL;
+use candle_nn::VarBuilder;
 use parallax_core::batch::Batch;
 use parallax_core::error::{Error, Result};
+use parallax_core::nn::batch_norm::BatchNorm;
 use parallax_core::nn::encoder::{Encoder, EncoderCtx, ForwardCtx};
+use parallax_core::ops::conv2d::conv2d;
 use serde::Deserialize;
 
 /// `[encoder] name = "small_cnn"` options.
@@ -44,7 +48,7 @@ impl Default for SmallCnnConfig {
 }
 
 struct ConvBn {
-    conv: Conv2d,
+    weight: Tensor,
     bn: BatchNorm,
 }
 
@@ -60,10 +64,16 @@ impl SmallCnn {
     /// Builds the encoder for images with `in_channels` channels.
     pub fn new(cfg: &SmallCnnConfig, in_channels: usize, vb: VarBuilder) -> Result<Self> {
         if cfg.channels.is_empty() || cfg.channels.contains(&0) {
-            return Err(Error::invalid("small_cnn", "channels must be a non-empty list of positive widths"));
+            return Err(Error::invalid(
+                "small_cnn",
+                "channels must be a non-empty list of positive widths",
+            ));
         }
         if cfg.convs_per_stage == 0 {
-            return Err(Error::invalid("small_cnn", "convs_per_stage must be at least 1"));
+            return Err(Error::invalid(
+                "small_cnn",
+                "convs_per_stage must be at least 1",
+            ));
         }
         let per_channel = |v: &[f32], what: &str| -> Result<Tensor> {
             let v = match v.len() {
@@ -89,18 +99,10 @@ impl SmallCnn {
             let mut convs = Vec::new();
             for k in 0..cfg.convs_per_stage {
                 let vb = vb.pp(format!("stage{s}.{k}"));
-                let conv = candle_nn::conv2d_no_bias(
-                    c_in,
-                    c,
-                    3,
-                    Conv2dConfig {
-                        padding: 1,
-                        ..Default::default()
-                    },
-                    vb.pp("conv"),
-                )?;
-                let bn = candle_nn::batch_norm(c, BatchNormConfig::default(), vb.pp("bn"))?;
-                convs.push(ConvBn { conv, bn });
+                let weight =
+                    vb.get_with_hints((c, c_in, 3, 3), "conv.weight", DEFAULT_KAIMING_NORMAL)?;
+                let bn = BatchNorm::new(c, vb.pp("bn"))?;
+                convs.push(ConvBn { weight, bn });
                 c_in = c;
             }
             stages.push(convs);
@@ -118,14 +120,17 @@ impl Encoder for SmallCnn {
     fn forward(&self, batch: &Batch, ctx: &mut ForwardCtx) -> Result<Tensor> {
         let x = batch.get("image")?;
         if x.rank() != 4 {
-            return Err(Error::Shape(format!("small_cnn expects images [B, C, H, W], got {:?}", x.dims())));
+            return Err(Error::Shape(format!(
+                "small_cnn expects images [B, C, H, W], got {:?}",
+                x.dims()
+            )));
         }
         let mut x = x.broadcast_sub(&self.mean)?.broadcast_div(&self.std)?;
         let last = self.stages.len() - 1;
         for (s, stage) in self.stages.iter().enumerate() {
             for cb in stage {
-                x = cb.conv.forward(&x)?;
-                x = cb.bn.forward_t(&x, ctx.train)?.relu()?;
+                x = conv2d(&x, &cb.weight, 1, 1)?;
+                x = cb.bn.forward(&x, ctx.train, true)?;
             }
             if s < last && x.dim(2)? >= 2 && x.dim(3)? >= 2 {
                 x = x.max_pool2d(2)?;
@@ -139,10 +144,17 @@ impl Encoder for SmallCnn {
     }
 }
 
-fn build(p: &parallax_core::recipe::Params, ctx: &EncoderCtx, vb: VarBuilder<'static>) -> Result<Box<dyn Encoder>> {
+fn build(
+    p: &parallax_core::recipe::Params,
+    ctx: &EncoderCtx,
+    vb: VarBuilder<'static>,
+) -> Result<Box<dyn Encoder>> {
     let cfg: SmallCnnConfig = p.extract()?;
     let c = ctx.meta.image_shape.map(|s| s[0]).ok_or_else(|| {
-        Error::invalid("small_cnn", "the data source does not provide images (no image shape)")
+        Error::invalid(
+            "small_cnn",
+            "the data source does not provide images (no image shape)",
+        )
     })?;
     Ok(Box::new(SmallCnn::new(&cfg, c, vb)?))
 }

@@ -23,7 +23,12 @@ pub struct ImageSetSource {
 
 impl ImageSetSource {
     /// A source over `set` (the first `limit` images when given).
-    pub fn new(set: ImageSet, limit: Option<usize>, description: String, class_names: Vec<String>) -> Self {
+    pub fn new(
+        set: ImageSet,
+        limit: Option<usize>,
+        description: String,
+        class_names: Vec<String>,
+    ) -> Self {
         let n = limit.map_or(set.n, |l| l.min(set.n));
         ImageSetSource {
             set: Arc::new(set),
@@ -40,10 +45,9 @@ impl DataSource for ImageSetSource {
     }
 
     fn get(&self, index: usize) -> Result<Sample> {
-        let i = *self
-            .indices
-            .get(index)
-            .ok_or_else(|| Error::Data(format!("{}: index {index} out of range", self.description)))?;
+        let i = *self.indices.get(index).ok_or_else(|| {
+            Error::Data(format!("{}: index {index} out of range", self.description))
+        })?;
         let (h, w) = (self.set.height, self.set.width);
         let pixels = &self.set.images[i * h * w..(i + 1) * h * w];
         let mut s = Sample::with(
@@ -60,9 +64,16 @@ impl DataSource for ImageSetSource {
     fn meta(&self) -> DataMeta {
         DataMeta {
             image_shape: Some([1, self.set.height, self.set.width]),
-            num_classes: Some(self.class_names.len().max(
-                self.set.labels.iter().copied().max().map_or(0, |m| m as usize + 1),
-            )),
+            num_classes: Some(
+                self.class_names.len().max(
+                    self.set
+                        .labels
+                        .iter()
+                        .copied()
+                        .max()
+                        .map_or(0, |m| m as usize + 1),
+                ),
+            ),
             class_names: self.class_names.clone(),
         }
     }
@@ -112,7 +123,10 @@ fn idx_split(dir: &Path, split: Split) -> Result<ImageSet> {
 }
 
 fn class_names() -> Vec<String> {
-    FASHION_MNIST_CLASSES.iter().map(|s| s.to_string()).collect()
+    FASHION_MNIST_CLASSES
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 fn fashion_mnist(p: &Params, ctx: &BuildCtx) -> Result<Arc<dyn DataSource>> {
@@ -128,14 +142,25 @@ fn fashion_mnist(p: &Params, ctx: &BuildCtx) -> Result<Arc<dyn DataSource>> {
                 Split::Test => embedded::fashion_mnist_test(),
             }
             .map_err(|e| Error::Data(e.to_string()))?;
-            (set, format!("fashion_mnist {} (embedded slice)", ctx.split.as_str()))
+            (
+                set,
+                format!("fashion_mnist {} (embedded slice)", ctx.split.as_str()),
+            )
         }
         Some(path) => {
             let dir = ctx.resolve(path);
-            (idx_split(&dir, ctx.split)?, format!("fashion_mnist {} ({})", ctx.split.as_str(), dir.display()))
+            (
+                idx_split(&dir, ctx.split)?,
+                format!("fashion_mnist {} ({})", ctx.split.as_str(), dir.display()),
+            )
         }
     };
-    Ok(Arc::new(ImageSetSource::new(set, limit, desc, class_names())))
+    Ok(Arc::new(ImageSetSource::new(
+        set,
+        limit,
+        desc,
+        class_names(),
+    )))
 }
 
 /// `[data] name = "idx"` options: any labelled IDX image dataset.

@@ -44,10 +44,14 @@ impl ViewGenerator for ImageViews {
 
     fn generate(&self, sample: &Sample, rng: &mut Rng) -> Result<Vec<Sample>> {
         let Some(Field::F32 { shape, data }) = sample.get("image") else {
-            return Err(Error::Shape("image views need an `image` field of floats".into()));
+            return Err(Error::Shape(
+                "image views need an `image` field of floats".into(),
+            ));
         };
         let [c, h, w] = shape[..] else {
-            return Err(Error::Shape(format!("image views need images [C, H, W], got {shape:?}")));
+            return Err(Error::Shape(format!(
+                "image views need images [C, H, W], got {shape:?}"
+            )));
         };
         let img = Image {
             channels: c,
@@ -81,13 +85,17 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Arc<dyn ViewGenerator>> {
         Some(t) => t,
         None => {
             let [ch, h, _] = ctx.meta.image_shape.ok_or_else(|| {
-                p.error("transforms", "the data source has no image shape: list the transforms")
+                p.error(
+                    "transforms",
+                    "the data source has no image shape: list the transforms",
+                )
             })?;
             simclr_default(h, ch)
         }
     };
     for (i, t) in transforms.iter().enumerate() {
-        t.validate().map_err(|m| p.error(&format!("transforms.{i}"), m))?;
+        t.validate()
+            .map_err(|m| p.error(&format!("transforms.{i}"), m))?;
     }
     Ok(Arc::new(ImageViews {
         n: c.views,

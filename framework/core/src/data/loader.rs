@@ -43,7 +43,11 @@ pub struct Loader {
 
 impl Loader {
     /// A loader over `source` with `views`.
-    pub fn new(source: Arc<dyn DataSource>, views: Arc<dyn ViewGenerator>, cfg: LoaderConfig) -> Self {
+    pub fn new(
+        source: Arc<dyn DataSource>,
+        views: Arc<dyn ViewGenerator>,
+        cfg: LoaderConfig,
+    ) -> Self {
         Loader { source, views, cfg }
     }
 
@@ -71,7 +75,8 @@ impl Loader {
     /// Iterates over the batches of `epoch`, starting at batch `skip`
     /// (to resume mid-epoch). Each item is one batch per view.
     pub fn epoch(&self, epoch: u64, skip: usize) -> EpochIter {
-        let plan: Arc<Vec<Vec<usize>>> = Arc::new(self.epoch_plan(epoch).into_iter().skip(skip).collect());
+        let plan: Arc<Vec<Vec<usize>>> =
+            Arc::new(self.epoch_plan(epoch).into_iter().skip(skip).collect());
         let workers = self.cfg.workers;
         if workers == 0 {
             return EpochIter {
@@ -94,13 +99,19 @@ impl Loader {
         let mut handles = Vec::new();
         for w in 0..workers {
             let (tx, rx) = sync_channel::<Result<Vec<Batch>>>(per_worker);
-            let (source, views, plan, seed) = (self.source.clone(), self.views.clone(), plan.clone(), self.cfg.seed);
+            let (source, views, plan, seed) = (
+                self.source.clone(),
+                self.views.clone(),
+                plan.clone(),
+                self.cfg.seed,
+            );
             let handle = std::thread::Builder::new()
                 .name(format!("parallax-loader-{w}"))
                 .spawn(move || {
                     let mut b = w;
                     while b < plan.len() {
-                        let item = make_batch(source.as_ref(), views.as_ref(), &plan[b], seed, epoch);
+                        let item =
+                            make_batch(source.as_ref(), views.as_ref(), &plan[b], seed, epoch);
                         let failed = item.is_err();
                         if tx.send(item).is_err() || failed {
                             return;
@@ -154,7 +165,10 @@ fn make_batch(
             per_view[k].push(v);
         }
     }
-    per_view.iter().map(|s| Batch::collate(s, &Device::Cpu)).collect()
+    per_view
+        .iter()
+        .map(|s| Batch::collate(s, &Device::Cpu))
+        .collect()
 }
 
 struct Inline {
@@ -181,7 +195,13 @@ impl Iterator for EpochIter {
         if let Some(inl) = &self.inline {
             let idx = inl.plan.get(self.next)?;
             self.next += 1;
-            return Some(make_batch(inl.source.as_ref(), inl.views.as_ref(), idx, inl.seed, inl.epoch));
+            return Some(make_batch(
+                inl.source.as_ref(),
+                inl.views.as_ref(),
+                idx,
+                inl.seed,
+                inl.epoch,
+            ));
         }
         if self.next >= self.total || self.receivers.is_empty() {
             return None;
@@ -190,7 +210,9 @@ impl Iterator for EpochIter {
         self.next += 1;
         match rx.recv() {
             Ok(item) => Some(item),
-            Err(_) => Some(Err(Error::Data("a loader thread stopped unexpectedly".into()))),
+            Err(_) => Some(Err(Error::Data(
+                "a loader thread stopped unexpectedly".into(),
+            ))),
         }
     }
 }
@@ -217,7 +239,13 @@ mod tests {
             self.0
         }
         fn get(&self, i: usize) -> Result<Sample> {
-            Ok(Sample::with("x", Field::F32 { shape: vec![1], data: vec![i as f32] }))
+            Ok(Sample::with(
+                "x",
+                Field::F32 {
+                    shape: vec![1],
+                    data: vec![i as f32],
+                },
+            ))
         }
         fn meta(&self) -> DataMeta {
             DataMeta::default()
@@ -233,8 +261,18 @@ mod tests {
             2
         }
         fn generate(&self, s: &Sample, rng: &mut Rng) -> Result<Vec<Sample>> {
-            let Some(Field::F32 { data, .. }) = s.get("x") else { unreachable!() };
-            let v = |r: f32| Sample::with("x", Field::F32 { shape: vec![1], data: vec![data[0] + r] });
+            let Some(Field::F32 { data, .. }) = s.get("x") else {
+                unreachable!()
+            };
+            let v = |r: f32| {
+                Sample::with(
+                    "x",
+                    Field::F32 {
+                        shape: vec![1],
+                        data: vec![data[0] + r],
+                    },
+                )
+            };
             Ok(vec![v(rng.uniform()), v(rng.uniform())])
         }
     }
@@ -243,11 +281,25 @@ mod tests {
         let loader = Loader::new(
             Arc::new(Numbers(23)),
             Arc::new(Noisy),
-            LoaderConfig { batch_size: 5, drop_last: true, workers, prefetch: 3, seed: 9 },
+            LoaderConfig {
+                batch_size: 5,
+                drop_last: true,
+                workers,
+                prefetch: 3,
+                seed: 9,
+            },
         );
         loader
             .epoch(1, skip)
-            .map(|b| b.unwrap()[1].get("x").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            .map(|b| {
+                b.unwrap()[1]
+                    .get("x")
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            })
             .collect()
     }
 
@@ -270,7 +322,13 @@ mod tests {
         let loader = Loader::new(
             Arc::new(Numbers(1000)),
             Arc::new(Noisy),
-            LoaderConfig { batch_size: 2, drop_last: false, workers: 2, prefetch: 2, seed: 0 },
+            LoaderConfig {
+                batch_size: 2,
+                drop_last: false,
+                workers: 2,
+                prefetch: 2,
+                seed: 0,
+            },
         );
         let mut it = loader.epoch(0, 0);
         assert!(it.next().is_some());

@@ -23,7 +23,10 @@ pub fn extract(
     let mut labels = Vec::with_capacity(indices.len());
     let mut ctx = ForwardCtx::eval();
     for chunk in indices.chunks(batch_size.max(1)) {
-        let samples = chunk.iter().map(|&i| source.get(i)).collect::<Result<Vec<_>>>()?;
+        let samples = chunk
+            .iter()
+            .map(|&i| source.get(i))
+            .collect::<Result<Vec<_>>>()?;
         for s in &samples {
             match s.get("label") {
                 Some(Field::I64 { data, .. }) if data.len() == 1 => labels.push(data[0]),
@@ -41,7 +44,10 @@ pub fn extract(
         feats.push(f.to_device(&Device::Cpu)?.detach());
     }
     if feats.is_empty() {
-        return Err(Error::Data(format!("{}: no samples to evaluate", source.describe())));
+        return Err(Error::Data(format!(
+            "{}: no samples to evaluate",
+            source.describe()
+        )));
     }
     Ok((Tensor::cat(&feats, 0)?, labels))
 }

@@ -57,7 +57,10 @@ impl Knn {
             return Err(Error::invalid("knn", "k must be at least 1"));
         }
         if cfg.temperature.is_nan() || cfg.temperature <= 0.0 {
-            return Err(Error::invalid("knn", format!("temperature must be > 0, got {}", cfg.temperature)));
+            return Err(Error::invalid(
+                "knn",
+                format!("temperature must be > 0, got {}", cfg.temperature),
+            ));
         }
         Ok(Knn { cfg })
     }
@@ -73,7 +76,14 @@ pub fn knn_accuracy(
     k: usize,
     temperature: f64,
 ) -> Result<f64> {
-    let num_classes = bank_labels.iter().chain(query_labels).copied().max().unwrap_or(0).max(0) as usize + 1;
+    let num_classes = bank_labels
+        .iter()
+        .chain(query_labels)
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(0) as usize
+        + 1;
     let bank = l2_normalize(bank)?;
     let queries = l2_normalize(queries)?;
     let k = k.min(bank_labels.len());
@@ -82,7 +92,10 @@ pub fn knn_accuracy(
     let mut start = 0;
     while start < query_labels.len() {
         let len = chunk.min(query_labels.len() - start);
-        let sims = queries.narrow(0, start, len)?.matmul(&bank.t()?)?.to_vec2::<f32>()?;
+        let sims = queries
+            .narrow(0, start, len)?
+            .matmul(&bank.t()?)?
+            .to_vec2::<f32>()?;
         for (row, &truth) in sims.iter().zip(&query_labels[start..start + len]) {
             let mut idx: Vec<usize> = (0..row.len()).collect();
             idx.select_nth_unstable_by(k - 1, |&a, &b| row[b].total_cmp(&row[a]));
@@ -115,12 +128,31 @@ impl Evaluator for Knn {
         let test = source(ctx, Split::Test)?;
         let tr = subset(train.len(), self.cfg.train_limit, ctx.seed, "knn/train");
         let te = subset(test.len(), self.cfg.test_limit, ctx.seed, "knn/test");
-        let (bank, bank_labels) = extract(ctx.encoder, train.as_ref(), &tr, ctx.device, self.cfg.batch_size)?;
-        let (q, q_labels) = extract(ctx.encoder, test.as_ref(), &te, ctx.device, self.cfg.batch_size)?;
+        let (bank, bank_labels) = extract(
+            ctx.encoder,
+            train.as_ref(),
+            &tr,
+            ctx.device,
+            self.cfg.batch_size,
+        )?;
+        let (q, q_labels) = extract(
+            ctx.encoder,
+            test.as_ref(),
+            &te,
+            ctx.device,
+            self.cfg.batch_size,
+        )?;
         if bank_labels.iter().chain(&q_labels).any(|&l| l < 0) {
             return Err(Error::Data("knn: labels must be non-negative".into()));
         }
-        let acc = knn_accuracy(&bank, &bank_labels, &q, &q_labels, self.cfg.k, self.cfg.temperature)?;
+        let acc = knn_accuracy(
+            &bank,
+            &bank_labels,
+            &q,
+            &q_labels,
+            self.cfg.k,
+            self.cfg.temperature,
+        )?;
         Ok(vec![("knn/top1".into(), acc)])
     }
 }
@@ -143,7 +175,11 @@ mod tests {
         let pts: Vec<f32> = (0..40)
             .flat_map(|i| {
                 let e = (i % 7) as f32 * 0.01;
-                if i % 2 == 0 { [1.0, e] } else { [e, 1.0] }
+                if i % 2 == 0 {
+                    [1.0, e]
+                } else {
+                    [e, 1.0]
+                }
             })
             .collect();
         let x = Tensor::from_vec(pts, (40, 2), &Device::Cpu).unwrap();

@@ -24,7 +24,10 @@ impl JsonlLogger {
             .append(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        Ok(JsonlLogger { path, out: BufWriter::new(f) })
+        Ok(JsonlLogger {
+            path,
+            out: BufWriter::new(f),
+        })
     }
 
     fn write(&mut self, step: u64, values: &[(String, f64)], kind: &str) -> Result<()> {
@@ -32,11 +35,15 @@ impl JsonlLogger {
         obj.insert("step".into(), step.into());
         obj.insert("kind".into(), kind.into());
         for (k, v) in values {
-            let v = serde_json::Number::from_f64(*v).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null);
+            let v = serde_json::Number::from_f64(*v)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null);
             obj.insert(k.clone(), v);
         }
         let line = serde_json::Value::Object(obj).to_string();
-        writeln!(self.out, "{line}").and_then(|_| self.out.flush()).map_err(|e| Error::io(&self.path, e))
+        writeln!(self.out, "{line}")
+            .and_then(|_| self.out.flush())
+            .map_err(|e| Error::io(&self.path, e))
     }
 }
 
@@ -54,7 +61,12 @@ impl Logger for JsonlLogger {
 #[serde(deny_unknown_fields)]
 struct NoOptions {}
 
-crate::register!(logger, "jsonl", "metrics.jsonl in the run directory, one JSON object per log step", |p, info| {
-    let _: NoOptions = p.extract()?;
-    Ok(Box::new(JsonlLogger::open(info)?))
-});
+crate::register!(
+    logger,
+    "jsonl",
+    "metrics.jsonl in the run directory, one JSON object per log step",
+    |p, info| {
+        let _: NoOptions = p.extract()?;
+        Ok(Box::new(JsonlLogger::open(info)?))
+    }
+);

@@ -42,8 +42,10 @@ impl Progress {
         let bar = if std::io::stdout().is_terminal() {
             let b = ProgressBar::new(info.total_steps);
             b.set_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} eta {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             b.set_position(info.start_step);
             Some(b)
@@ -84,7 +86,12 @@ impl Logger for Progress {
                 let left = self.total.saturating_sub(step) as f64;
                 let el = self.start.elapsed().as_secs_f64();
                 let eta = if done > 0.0 { el / done * left } else { 0.0 };
-                println!("step {step}/{} | {msg} | elapsed {} | eta {}", self.total, fmt_secs(el), fmt_secs(eta));
+                println!(
+                    "step {step}/{} | {msg} | elapsed {} | eta {}",
+                    self.total,
+                    fmt_secs(el),
+                    fmt_secs(eta)
+                );
             }
         }
         Ok(())
@@ -107,7 +114,12 @@ impl Logger for Progress {
     }
 }
 
-crate::register!(logger, "progress", "a progress bar with loss, throughput and ETA (plain lines without a terminal)", |p, info| {
-    let c: ProgressConfig = p.extract()?;
-    Ok(Box::new(Progress::new(info, c.plain_every)))
-});
+crate::register!(
+    logger,
+    "progress",
+    "a progress bar with loss, throughput and ETA (plain lines without a terminal)",
+    |p, info| {
+        let c: ProgressConfig = p.extract()?;
+        Ok(Box::new(Progress::new(info, c.plain_every)))
+    }
+);

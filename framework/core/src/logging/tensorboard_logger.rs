@@ -23,7 +23,9 @@ impl TensorBoardLogger {
     pub fn open(info: &RunInfo) -> Result<Self> {
         let mut writer = EventWriter::create(&info.run_dir).map_err(tb_err)?;
         let text = format!("```toml\n{}\n```", info.recipe_toml);
-        writer.add_text("recipe", &text, info.start_step).map_err(tb_err)?;
+        writer
+            .add_text("recipe", &text, info.start_step)
+            .map_err(tb_err)?;
         let hparams: Vec<(String, HParamValue)> = info
             .hparams
             .iter()
@@ -75,7 +77,12 @@ impl Logger for TensorBoardLogger {
 #[serde(deny_unknown_fields)]
 struct NoOptions {}
 
-crate::register!(logger, "tensorboard", "TensorBoard event files: scalars, histograms, view grid, recipe, hparams", |p, info| {
-    let _: NoOptions = p.extract()?;
-    Ok(Box::new(TensorBoardLogger::open(info)?))
-});
+crate::register!(
+    logger,
+    "tensorboard",
+    "TensorBoard event files: scalars, histograms, view grid, recipe, hparams",
+    |p, info| {
+        let _: NoOptions = p.extract()?;
+        Ok(Box::new(TensorBoardLogger::open(info)?))
+    }
+);

@@ -43,10 +43,19 @@ pub struct Simclr {
 }
 
 /// Builds the head `key` of a method (a nested component), or `default`.
-pub fn build_head(ctx: &mut MethodCtx, key: &str, default: &str, in_dim: usize) -> Result<Box<dyn Head>> {
+pub fn build_head(
+    ctx: &mut MethodCtx,
+    key: &str,
+    default: &str,
+    in_dim: usize,
+) -> Result<Box<dyn Head>> {
     let comp = match ctx.params.take_component(key)? {
         Some(c) => c,
-        None => Component::new(&format!("{}.{key}", ctx.params.section()), default, toml::Table::new())?,
+        None => Component::new(
+            &format!("{}.{key}", ctx.params.section()),
+            default,
+            toml::Table::new(),
+        )?,
     };
     (registry::head(&comp.name)?.build)(&comp.params, in_dim, ctx.vb.pp(key))
 }
@@ -90,7 +99,10 @@ pub fn concat_batches(views: &[Batch]) -> Result<Batch> {
 impl Method for Simclr {
     fn step(&mut self, views: &[Batch], ctx: &mut ForwardCtx) -> Result<StepOutput> {
         if views.len() != 2 {
-            return Err(Error::Shape(format!("simclr needs 2 views, got {}", views.len())));
+            return Err(Error::Shape(format!(
+                "simclr needs 2 views, got {}",
+                views.len()
+            )));
         }
         let (z0, z1) = if self.joint_forward {
             let n = views[0].len();
@@ -99,9 +111,11 @@ impl Method for Simclr {
         } else {
             (self.embed(&views[0], ctx)?, self.embed(&views[1], ctx)?)
         };
-        let loss = self
-            .loss
-            .forward(&LossInputs::new().with("z0", z0.clone()).with("z1", z1.clone()))?;
+        let loss = self.loss.forward(
+            &LossInputs::new()
+                .with("z0", z0.clone())
+                .with("z1", z1.clone()),
+        )?;
         let (n0, n1) = (l2_normalize(&z0.detach())?, l2_normalize(&z1.detach())?);
         let pos = (&n0 * &n1)?.sum(1)?.mean_all()?.to_scalar::<f32>()? as f64;
         Ok(StepOutput {

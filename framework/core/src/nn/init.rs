@@ -66,9 +66,9 @@ impl VarStore {
     /// with its shape (an error names the first that is not).
     pub fn assign_all(&self, values: &HashMap<String, Tensor>) -> candle_core::Result<()> {
         for (name, var) in self.named_vars() {
-            let t = values
-                .get(&name)
-                .ok_or_else(|| candle_core::Error::Msg(format!("no value for variable `{name}`")))?;
+            let t = values.get(&name).ok_or_else(|| {
+                candle_core::Error::Msg(format!("no value for variable `{name}`"))
+            })?;
             if t.dims() != var.dims() {
                 candle_core::bail!(
                     "variable `{name}` has shape {:?}, saved value has {:?}",
@@ -81,12 +81,21 @@ impl VarStore {
         Ok(())
     }
 
-    fn draw(&self, shape: &Shape, name: &str, init: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+    fn draw(
+        &self,
+        shape: &Shape,
+        name: &str,
+        init: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         // the variable's name picks the stream
         let mut rng = Rng::derive(self.seed, &format!("init/{name}"), &[]);
         match init {
             Init::Const(c) => Tensor::ones(shape, dtype, dev)?.affine(c, 0.),
-            Init::Randn { mean, stdev } => rng.normal_tensor(shape.clone(), mean, stdev, dtype, dev),
+            Init::Randn { mean, stdev } => {
+                rng.normal_tensor(shape.clone(), mean, stdev, dtype, dev)
+            }
             Init::Uniform { lo, up } => rng.uniform_tensor(shape.clone(), lo, up, dtype, dev),
             Init::Kaiming {
                 dist,
@@ -99,7 +108,9 @@ impl VarStore {
                         let b = 3f64.sqrt() * std;
                         rng.uniform_tensor(shape.clone(), -b, b, dtype, dev)
                     }
-                    NormalOrUniform::Normal => rng.normal_tensor(shape.clone(), 0.0, std, dtype, dev),
+                    NormalOrUniform::Normal => {
+                        rng.normal_tensor(shape.clone(), 0.0, std, dtype, dev)
+                    }
                 }
             }
         }
@@ -107,7 +118,14 @@ impl VarStore {
 }
 
 impl SimpleBackend for VarStore {
-    fn get(&self, s: Shape, name: &str, h: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        h: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         if let Some(v) = self.get_var(name) {
             if v.shape() != &s {
                 candle_core::bail!(
@@ -128,7 +146,12 @@ impl SimpleBackend for VarStore {
         Ok(out)
     }
 
-    fn get_unchecked(&self, name: &str, _dtype: DType, _dev: &Device) -> candle_core::Result<Tensor> {
+    fn get_unchecked(
+        &self,
+        name: &str,
+        _dtype: DType,
+        _dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         self.get_var(name)
             .map(|v| v.as_tensor().clone())
             .ok_or_else(|| candle_core::Error::Msg(format!("no variable `{name}`")))
@@ -147,12 +170,34 @@ mod tests {
     fn same_seed_same_weights_regardless_of_order() {
         let a = VarStore::new(5);
         let vb = a.var_builder(DType::F32, &Device::Cpu);
-        let x = vb.get_with_hints((3, 4), "x", candle_nn::init::DEFAULT_KAIMING_NORMAL).unwrap();
-        let _y = vb.get_with_hints(7, "y", Init::Randn { mean: 0., stdev: 1. }).unwrap();
+        let x = vb
+            .get_with_hints((3, 4), "x", candle_nn::init::DEFAULT_KAIMING_NORMAL)
+            .unwrap();
+        let _y = vb
+            .get_with_hints(
+                7,
+                "y",
+                Init::Randn {
+                    mean: 0.,
+                    stdev: 1.,
+                },
+            )
+            .unwrap();
         let b = VarStore::new(5);
         let vb = b.var_builder(DType::F32, &Device::Cpu);
-        let _y = vb.get_with_hints(7, "y", Init::Randn { mean: 0., stdev: 1. }).unwrap();
-        let x2 = vb.get_with_hints((3, 4), "x", candle_nn::init::DEFAULT_KAIMING_NORMAL).unwrap();
+        let _y = vb
+            .get_with_hints(
+                7,
+                "y",
+                Init::Randn {
+                    mean: 0.,
+                    stdev: 1.,
+                },
+            )
+            .unwrap();
+        let x2 = vb
+            .get_with_hints((3, 4), "x", candle_nn::init::DEFAULT_KAIMING_NORMAL)
+            .unwrap();
         assert_eq!(x.to_vec2::<f32>().unwrap(), x2.to_vec2::<f32>().unwrap());
         let c = VarStore::new(6);
         let x3 = c

@@ -169,11 +169,19 @@ impl Default for SimclrHeadConfig {
 
 /// The SimCLR head's layer list.
 fn simclr_layers(c: &SimclrHeadConfig, in_dim: usize) -> Vec<LayerSpec> {
-    let hidden = if c.hidden_dim == 0 { in_dim } else { c.hidden_dim };
+    let hidden = if c.hidden_dim == 0 {
+        in_dim
+    } else {
+        c.hidden_dim
+    };
     let mut layers: Vec<LayerSpec> = (0..c.num_layers.saturating_sub(1))
         .map(|_| LayerSpec {
             dim: hidden,
-            norm: if c.batch_norm { Norm::Batch } else { Norm::None },
+            norm: if c.batch_norm {
+                Norm::Batch
+            } else {
+                Norm::None
+            },
             activation: Activation::Relu,
             bias: None,
         })
@@ -197,26 +205,46 @@ struct LinearHeadConfig {
 #[serde(deny_unknown_fields)]
 struct IdentityConfig {}
 
-crate::register!(head, "mlp", "an MLP given as a list of layers (dim, norm, activation)", |p, d, vb| {
-    let c: MlpConfig = p.extract()?;
-    Ok(Box::new(Mlp::new(d, &c.layers, vb)?))
-});
-crate::register!(head, "simclr", "SimCLR's projection head: (linear, BN, ReLU) x (n-1), linear", |p, d, vb| {
-    let c: SimclrHeadConfig = p.extract()?;
-    if c.num_layers == 0 {
-        return Err(p.error("num_layers", "must be at least 1"));
+crate::register!(
+    head,
+    "mlp",
+    "an MLP given as a list of layers (dim, norm, activation)",
+    |p, d, vb| {
+        let c: MlpConfig = p.extract()?;
+        Ok(Box::new(Mlp::new(d, &c.layers, vb)?))
     }
-    Ok(Box::new(Mlp::new(d, &simclr_layers(&c, d), vb)?))
-});
+);
+crate::register!(
+    head,
+    "simclr",
+    "SimCLR's projection head: (linear, BN, ReLU) x (n-1), linear",
+    |p, d, vb| {
+        let c: SimclrHeadConfig = p.extract()?;
+        if c.num_layers == 0 {
+            return Err(p.error("num_layers", "must be at least 1"));
+        }
+        Ok(Box::new(Mlp::new(d, &simclr_layers(&c, d), vb)?))
+    }
+);
 crate::register!(head, "linear", "one linear layer", |p, d, vb| {
     let c: LinearHeadConfig = p.extract()?;
-    let layer = LayerSpec { dim: c.dim, norm: Norm::None, activation: Activation::None, bias: Some(true) };
+    let layer = LayerSpec {
+        dim: c.dim,
+        norm: Norm::None,
+        activation: Activation::None,
+        bias: Some(true),
+    };
     Ok(Box::new(Mlp::new(d, &[layer], vb)?))
 });
-crate::register!(head, "identity", "no head: the representation itself", |p, d, _vb| {
-    let _: IdentityConfig = p.extract()?;
-    Ok(Box::new(Identity(d)))
-});
+crate::register!(
+    head,
+    "identity",
+    "no head: the representation itself",
+    |p, d, _vb| {
+        let _: IdentityConfig = p.extract()?;
+        Ok(Box::new(Identity(d)))
+    }
+);
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,752 @@
+//! 2-D convolution as im2col + Candle's matmul (GEMM).
+//!
+//! [`conv2d`] is one custom op on `(x, w)` ([`Conv2d`]):
+//!
+//! - forward: unfold `x: [B,C,H,W]` into one row per kernel tap,
+//!   `cols: [C·kh·kw, nb·Ho·Wo]` (tap-major im2col), multiply the flattened
+//!   kernel `w: [O, C·kh·kw]` by it with Candle's matmul (GEMM), and move the
+//!   `[O, nb, Ho·Wo]` product into `[B,O,Ho,Wo]`;
+//! - backward: unfold `x` again, then `dw += dy·colsᵀ` and
+//!   `dcols = wᵀ·dy` (GEMMs) and scatter-add `dcols` onto `dx` (col2im).
+//!   The input-gradient half is skipped when `x` needs no gradient (e.g. a
+//!   first layer on images).
+//!
+//! Both run over chunks of `nb` images whose columns take about 8 MiB, so
+//! that the columns never exist for the whole batch: the buffers stay
+//! small enough for the allocator to reuse (fresh 100 MB buffers cost page
+//! faults on every call) and the graph keeps only `x` and `w`.
+//!
+//! Compared with leaving the matmul to Candle's autograd
+//! ([`conv2d_unfused`]: the [`Im2col`] op, whose backward is [`Col2im`],
+//! then `matmul`), this also avoids Candle's zero-fill and add of a
+//! `cols`-sized gradient and the input-gradient GEMM of a first layer.
+//!
+//! The tap-major layout ([`ColsLayout::TapMajor`]) lets im2col and col2im
+//! move contiguous runs of `Wo` elements (copies and vector adds). The
+//! classic pixel-major layout (`[B·Ho·Wo, C·kh·kw]`, then
+//! `cols · wᵀ -> [B·Ho·Wo, O]` and a permute) moves `kw` elements at a time
+//! and its output permute is an element-wise transpose. All variants use one
+//! 2-D GEMM over all `B·Ho·Wo` positions rather than a matmul broadcast over
+//! the batch: the forward is the same GEMM either way, but the broadcast
+//! form's kernel gradient is `B` small GEMMs plus a sum over the batch.
+//! `examples/bench_ops.rs` measures these choices side by side.
+
+use super::{contiguous_slice, kernel_supported, par_init, simd, split_ranges, Real};
+use candle_core::backend::BackendStorage;
+use candle_core::{
+    bail, CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Storage, Tensor,
+};
+use rayon::prelude::*;
+use std::mem::MaybeUninit;
+
+/// The geometry of a convolution: input `[b,c,h,w]`, kernel `kh×kw`, and
+/// the output size `ho×wo`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub b: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub padding: usize,
+    pub ho: usize,
+    pub wo: usize,
+}
+
+impl ConvGeometry {
+    /// The geometry of input `[b,c,h,w]` with a `kh×kw` kernel.
+    pub fn new(
+        (b, c, h, w): (usize, usize, usize, usize),
+        (kh, kw): (usize, usize),
+        stride: usize,
+        padding: usize,
+    ) -> Result<Self> {
+        if stride == 0 || kh == 0 || kw == 0 {
+            bail!("conv2d: stride and kernel size must be positive (stride {stride}, kernel {kh}x{kw})")
+        }
+        if h + 2 * padding < kh || w + 2 * padding < kw {
+            bail!(
+                "conv2d: kernel {kh}x{kw} larger than the padded input {h}x{w} (padding {padding})"
+            )
+        }
+        Ok(Self {
+            b,
+            c,
+            h,
+            w,
+            kh,
+            kw,
+            stride,
+            padding,
+            ho: (h + 2 * padding - kh) / stride + 1,
+            wo: (w + 2 * padding - kw) / stride + 1,
+        })
+    }
+
+    /// Columns of the unfolded input: `c·kh·kw`.
+    pub fn patch(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+
+    /// Rows of the unfolded input: `b·ho·wo`.
+    pub fn rows(&self) -> usize {
+        self.b * self.ho * self.wo
+    }
+
+    fn input_len(&self) -> usize {
+        self.b * self.c * self.h * self.w
+    }
+
+    /// Input column `ox·stride + kx − padding` of kernel column 0, and
+    /// whether all `kw` columns from there fall inside the image.
+    #[inline(always)]
+    fn col_start(&self, ox: usize) -> (isize, bool) {
+        let ix0 = (ox * self.stride) as isize - self.padding as isize;
+        (ix0, ix0 >= 0 && ix0 as usize + self.kw <= self.w)
+    }
+
+    /// Input row of output row `oy` and kernel row `ky`, if inside.
+    #[inline(always)]
+    fn row(&self, oy: usize, ky: usize) -> Option<usize> {
+        let iy = (oy * self.stride + ky) as isize - self.padding as isize;
+        (iy >= 0 && (iy as usize) < self.h).then_some(iy as usize)
+    }
+
+    /// The output columns `ox` whose input column
+    /// `ox·stride + kx − padding` is inside the image, and the input column
+    /// of the first of them.
+    #[inline(always)]
+    fn valid_cols(&self, kx: usize) -> (std::ops::Range<usize>, usize) {
+        let (s, p) = (self.stride, self.padding);
+        let lo = if p > kx { (p - kx).div_ceil(s) } else { 0 };
+        let hi = if self.w + p > kx {
+            (self.w + p - kx).div_ceil(s).min(self.wo)
+        } else {
+            0
+        };
+        let lo = lo.min(hi);
+        // lo·s + kx ≥ p whenever the range is not empty.
+        let ix0 = (lo * s + kx).saturating_sub(p);
+        (lo..hi, ix0)
+    }
+}
+
+/// How [`Im2col`] lays out the unfolded input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ColsLayout {
+    /// `[C·kh·kw, B·Ho·Wo]`: one row per kernel tap `(c, ky, kx)`, columns
+    /// `(b, oy, ox)`. The default.
+    #[default]
+    TapMajor,
+    /// `[B·Ho·Wo, C·kh·kw]`: one row per output position `(b, oy, ox)`.
+    PixelMajor,
+}
+
+/// Unfolds `x: [B,C,H,W]` into `[C·kh·kw, B·Ho·Wo]` (row `(c,ky,kx)`,
+/// column `(b,oy,ox)`, zeros where a tap falls on the padding).
+fn im2col_taps<T: Real>(x: &[T], g: &ConvGeometry) -> Vec<T> {
+    let n = g.rows();
+    if n == 0 {
+        return Vec::new();
+    }
+    // One task per tap.
+    par_init(g.patch() * n, n, |j, out| {
+        simd(
+            #[inline(always)]
+            || im2col_tap(x, g, j, out),
+        )
+    })
+}
+
+/// Row `j = (c, ky, kx)` of the tap-major unfolding: `out` is `[B·Ho, Wo]`.
+#[inline(always)]
+fn im2col_tap<T: Real>(x: &[T], g: &ConvGeometry, j: usize, out: &mut [MaybeUninit<T>]) {
+    let (c, ky, kx) = (j / (g.kh * g.kw), (j / g.kw) % g.kh, j % g.kw);
+    let plane = g.h * g.w;
+    let (cols, ix0) = g.valid_cols(kx);
+    for (r, dst) in out.chunks_exact_mut(g.wo).enumerate() {
+        let (b, oy) = (r / g.ho, r % g.ho);
+        let iy = g.row(oy, ky);
+        let (Some(iy), false) = (iy, cols.is_empty()) else {
+            for o in dst.iter_mut() {
+                o.write(T::zero());
+            }
+            continue;
+        };
+        let src = &x[(b * g.c + c) * plane + iy * g.w..][..g.w];
+        let (head, rest) = dst.split_at_mut(cols.start);
+        let (valid, tail) = rest.split_at_mut(cols.len());
+        for o in head.iter_mut().chain(tail.iter_mut()) {
+            o.write(T::zero());
+        }
+        if g.stride == 1 {
+            // `valid_cols` keeps the run inside the image, so every element
+            // of `valid` is written.
+            debug_assert!(ix0 + valid.len() <= g.w);
+            for (o, &v) in valid.iter_mut().zip(&src[ix0..]) {
+                o.write(v);
+            }
+        } else {
+            for (i, o) in valid.iter_mut().enumerate() {
+                o.write(src[ix0 + i * g.stride]);
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col_taps`]: scatter-adds `cols: [C·kh·kw, B·Ho·Wo]`
+/// onto a zero `[B,C,H,W]`.
+fn col2im_taps<T: Real>(cols: &[T], g: &ConvGeometry) -> Vec<T> {
+    let mut out = vec![T::zero(); g.input_len()];
+    col2im_taps_into(cols, g, &mut out);
+    out
+}
+
+/// [`col2im_taps`] adding onto `out: [B,C,H,W]`.
+fn col2im_taps_into<T: Real>(cols: &[T], g: &ConvGeometry, out: &mut [T]) {
+    let plane = g.h * g.w;
+    if out.is_empty() || plane == 0 {
+        return;
+    }
+    // One task per (image, channel) plane: planes do not overlap.
+    out.par_chunks_mut(plane).enumerate().for_each(|(bc, dst)| {
+        simd(
+            #[inline(always)]
+            || col2im_plane(cols, g, bc, dst),
+        )
+    });
+}
+
+/// Adds the taps of channel `c` of image `b` (`bc = b·C + c`) onto `dst`.
+#[inline(always)]
+fn col2im_plane<T: Real>(cols: &[T], g: &ConvGeometry, bc: usize, dst: &mut [T]) {
+    let (b, c) = (bc / g.c, bc % g.c);
+    let (n, hw) = (g.rows(), g.ho * g.wo);
+    for ky in 0..g.kh {
+        for kx in 0..g.kw {
+            let (range, ix0) = g.valid_cols(kx);
+            if range.is_empty() {
+                continue;
+            }
+            let j = (c * g.kh + ky) * g.kw + kx;
+            let tap = &cols[j * n + b * hw..][..hw];
+            for oy in 0..g.ho {
+                let Some(iy) = g.row(oy, ky) else { continue };
+                let src = &tap[oy * g.wo..][..g.wo][range.clone()];
+                let row = &mut dst[iy * g.w..][..g.w];
+                if g.stride == 1 {
+                    for (o, &v) in row[ix0..].iter_mut().zip(src) {
+                        *o += v;
+                    }
+                } else {
+                    for (i, &v) in src.iter().enumerate() {
+                        row[ix0 + i * g.stride] += v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Unfolds `x: [B,C,H,W]` into `[B·Ho·Wo, C·kh·kw]` (row `(b,oy,ox)`,
+/// column `(c,ky,kx)`, zeros where the patch overlaps the padding).
+fn im2col_pixels<T: Real>(x: &[T], g: &ConvGeometry) -> Vec<T> {
+    let patch = g.patch();
+    if patch == 0 {
+        return Vec::new();
+    }
+    // One task per output row (b, oy).
+    par_init(g.rows() * patch, g.wo * patch, |r, out| {
+        simd(
+            #[inline(always)]
+            || im2col_row(x, g, r, out),
+        )
+    })
+}
+
+/// The unfolded patches of output row `r = (b, oy)`: `out` is `[Wo, patch]`.
+#[inline(always)]
+fn im2col_row<T: Real>(x: &[T], g: &ConvGeometry, r: usize, out: &mut [MaybeUninit<T>]) {
+    let plane = g.h * g.w;
+    let (b, oy) = (r / g.ho, r % g.ho);
+    let xb = &x[b * g.c * plane..][..g.c * plane];
+    for (ox, dst) in out.chunks_exact_mut(g.patch()).enumerate() {
+        let (ix0, inside) = g.col_start(ox);
+        for c in 0..g.c {
+            for ky in 0..g.kh {
+                let d = &mut dst[(c * g.kh + ky) * g.kw..][..g.kw];
+                let Some(iy) = g.row(oy, ky) else {
+                    for o in d.iter_mut() {
+                        o.write(T::zero());
+                    }
+                    continue;
+                };
+                let src = &xb[c * plane + iy * g.w..][..g.w];
+                if inside {
+                    for (o, &v) in d.iter_mut().zip(&src[ix0 as usize..][..g.kw]) {
+                        o.write(v);
+                    }
+                } else {
+                    for (kx, o) in d.iter_mut().enumerate() {
+                        let ix = ix0 + kx as isize;
+                        let inside = ix >= 0 && (ix as usize) < g.w;
+                        o.write(if inside { src[ix as usize] } else { T::zero() });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col_pixels`]: scatter-adds `cols: [B·Ho·Wo, C·kh·kw]`
+/// onto a zero `[B,C,H,W]`.
+fn col2im_pixels<T: Real>(cols: &[T], g: &ConvGeometry) -> Vec<T> {
+    let patch = g.patch();
+    let plane = g.h * g.w;
+    let mut out = vec![T::zero(); g.input_len()];
+    if out.is_empty() || patch == 0 {
+        return out;
+    }
+    // One task per image: images do not overlap in the output.
+    out.par_chunks_mut(g.c * plane)
+        .enumerate()
+        .for_each(|(b, ob)| {
+            simd(
+                #[inline(always)]
+                || col2im_image(cols, g, b, ob),
+            )
+        });
+    out
+}
+
+/// Scatter-adds the patches of image `b` onto its zeroed gradient `ob`.
+#[inline(always)]
+fn col2im_image<T: Real>(cols: &[T], g: &ConvGeometry, b: usize, ob: &mut [T]) {
+    let patch = g.patch();
+    let plane = g.h * g.w;
+    let cb = &cols[b * g.ho * g.wo * patch..][..g.ho * g.wo * patch];
+    for (p, src) in cb.chunks_exact(patch).enumerate() {
+        let (oy, ox) = (p / g.wo, p % g.wo);
+        let (ix0, inside) = g.col_start(ox);
+        for c in 0..g.c {
+            for ky in 0..g.kh {
+                let Some(iy) = g.row(oy, ky) else { continue };
+                let dst = &mut ob[c * plane + iy * g.w..][..g.w];
+                let s = &src[(c * g.kh + ky) * g.kw..][..g.kw];
+                if inside {
+                    let d = &mut dst[ix0 as usize..][..g.kw];
+                    for (o, &v) in d.iter_mut().zip(s) {
+                        *o += v;
+                    }
+                } else {
+                    for (kx, &v) in s.iter().enumerate() {
+                        let ix = ix0 + kx as isize;
+                        if ix >= 0 && (ix as usize) < g.w {
+                            dst[ix as usize] += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Custom op `x: [B,C,H,W] -> cols` (contiguous), `[C·kh·kw, B·Ho·Wo]` or
+/// `[B·Ho·Wo, C·kh·kw]` by `layout`; its backward is [`Col2im`].
+#[derive(Clone, Copy, Debug)]
+pub struct Im2col {
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub padding: usize,
+    pub layout: ColsLayout,
+}
+
+impl Im2col {
+    /// The geometry for an input of shape `dims` (`[B,C,H,W]`).
+    pub fn geometry(&self, dims: &[usize]) -> Result<ConvGeometry> {
+        let &[b, c, h, w] = dims else {
+            bail!("im2col: input must be [B,C,H,W], got {dims:?}")
+        };
+        ConvGeometry::new((b, c, h, w), (self.kh, self.kw), self.stride, self.padding)
+    }
+
+    fn run<T: Real>(&self, x: &[T], g: &ConvGeometry) -> Vec<T> {
+        match self.layout {
+            ColsLayout::TapMajor => im2col_taps(x, g),
+            ColsLayout::PixelMajor => im2col_pixels(x, g),
+        }
+    }
+}
+
+/// The shape of the unfolded input of `g` in `layout`.
+fn cols_shape(g: &ConvGeometry, layout: ColsLayout) -> (usize, usize) {
+    match layout {
+        ColsLayout::TapMajor => (g.patch(), g.rows()),
+        ColsLayout::PixelMajor => (g.rows(), g.patch()),
+    }
+}
+
+impl CustomOp1 for Im2col {
+    fn name(&self) -> &'static str {
+        "parallax-im2col"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = self.geometry(layout.dims())?;
+        let out = match storage {
+            CpuStorage::F32(_) => {
+                CpuStorage::F32(self.run(contiguous_slice(storage, layout, self.name())?, &g))
+            }
+            CpuStorage::F64(_) => {
+                CpuStorage::F64(self.run(contiguous_slice(storage, layout, self.name())?, &g))
+            }
+            other => bail!("{}: unsupported dtype {:?}", self.name(), other.dtype()),
+        };
+        Ok((out, Shape::from(cols_shape(&g, self.layout))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let op = Col2im {
+            geometry: self.geometry(arg.dims())?,
+            layout: self.layout,
+        };
+        Ok(Some(grad.contiguous()?.apply_op1(op)?))
+    }
+}
+
+/// Custom op `cols -> [B,C,H,W]`, the scatter-add adjoint of [`Im2col`]
+/// (overlapping patches sum); its backward is [`Im2col`].
+#[derive(Clone, Copy, Debug)]
+pub struct Col2im {
+    pub geometry: ConvGeometry,
+    pub layout: ColsLayout,
+}
+
+impl Col2im {
+    fn run<T: Real>(&self, cols: &[T]) -> Vec<T> {
+        match self.layout {
+            ColsLayout::TapMajor => col2im_taps(cols, &self.geometry),
+            ColsLayout::PixelMajor => col2im_pixels(cols, &self.geometry),
+        }
+    }
+}
+
+impl CustomOp1 for Col2im {
+    fn name(&self) -> &'static str {
+        "parallax-col2im"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = &self.geometry;
+        let (r, c) = cols_shape(g, self.layout);
+        if layout.dims() != [r, c] {
+            bail!(
+                "{}: input must be [{r}, {c}], got {:?}",
+                self.name(),
+                layout.dims()
+            )
+        }
+        let out = match storage {
+            CpuStorage::F32(_) => {
+                CpuStorage::F32(self.run(contiguous_slice(storage, layout, self.name())?))
+            }
+            CpuStorage::F64(_) => {
+                CpuStorage::F64(self.run(contiguous_slice(storage, layout, self.name())?))
+            }
+            other => bail!("{}: unsupported dtype {:?}", self.name(), other.dtype()),
+        };
+        Ok((out, Shape::from((g.b, g.c, g.h, g.w))))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let g = &self.geometry;
+        let op = Im2col {
+            kh: g.kh,
+            kw: g.kw,
+            stride: g.stride,
+            padding: g.padding,
+            layout: self.layout,
+        };
+        Ok(Some(grad.contiguous()?.apply_op1(op)?))
+    }
+}
+
+/// Custom op `(x: [B,C,H,W], w: [O,C,kh,kw]) -> [B,O,Ho,Wo]`: im2col +
+/// GEMM forward, GEMMs + col2im backward, over chunks of images (see the
+/// module docs).
+#[derive(Clone, Copy, Debug)]
+pub struct Conv2d {
+    pub stride: usize,
+    pub padding: usize,
+}
+
+/// Target size of one chunk's columns: small enough to be reused by the
+/// allocator (and stay in the large caches), large enough for the GEMMs.
+const CHUNK_BYTES: usize = 8 << 20;
+
+/// Chunks of images whose columns take about [`CHUNK_BYTES`] each; the
+/// split depends only on the shape.
+fn image_chunks<T>(g: &ConvGeometry) -> Vec<std::ops::Range<usize>> {
+    let per_image = g.patch() * g.ho * g.wo * std::mem::size_of::<T>();
+    let per_chunk = (CHUNK_BYTES / per_image.max(1)).max(1);
+    split_ranges(g.b, g.b.div_ceil(per_chunk))
+}
+
+/// Row `i` of `src: [n, o, hw]` with its two outer axes swapped
+/// (`[o, n, hw]`): the `n` runs `src[j, i, :]`.
+#[inline]
+fn swapped_row<T: Real>(
+    src: &[T],
+    (n, o, hw): (usize, usize, usize),
+    i: usize,
+    row: &mut [MaybeUninit<T>],
+) {
+    for (j, dst) in row.chunks_exact_mut(hw).take(n).enumerate() {
+        for (d, &v) in dst.iter_mut().zip(&src[(j * o + i) * hw..][..hw]) {
+            d.write(v);
+        }
+    }
+}
+
+/// The data of a contiguous CPU tensor.
+fn tensor_data<T: Real>(t: &Tensor, f: impl FnOnce(&[T]) -> Result<()>) -> Result<()> {
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(storage) = &*storage else {
+        bail!("conv2d: expected a CPU tensor")
+    };
+    f(contiguous_slice::<T>(storage, layout, "conv2d")?)
+}
+
+impl Conv2d {
+    fn im2col(&self, w_dims: &[usize]) -> Result<Im2col> {
+        let &[_, _, kh, kw] = w_dims else {
+            bail!("conv2d: kernel must be [O,C,kh,kw], got {w_dims:?}")
+        };
+        Ok(Im2col {
+            kh,
+            kw,
+            stride: self.stride,
+            padding: self.padding,
+            layout: ColsLayout::TapMajor,
+        })
+    }
+
+    fn fwd<T: Real>(&self, x: &[T], w: &[T], g: &ConvGeometry, o: usize) -> Result<Vec<T>> {
+        let (k, hw, chw) = (g.patch(), g.ho * g.wo, g.c * g.h * g.w);
+        let len = g.b * o * hw;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let w2 = Tensor::from_slice(w, (o, k), &Device::Cpu)?;
+        let mut out: Vec<T> = Vec::with_capacity(len);
+        let spare = &mut out.spare_capacity_mut()[..len];
+        for r in image_chunks::<T>(g) {
+            let sub = ConvGeometry { b: r.len(), ..*g };
+            let cols = im2col_taps(&x[r.start * chw..r.end * chw], &sub);
+            let cols = Tensor::from_vec(cols, (k, sub.rows()), &Device::Cpu)?;
+            // [O, K]·[K, nb·Ho·Wo] -> [O, nb, Ho·Wo] -> [nb, O, Ho·Wo]
+            tensor_data::<T>(&w2.matmul(&cols)?, |y| {
+                spare[r.start * o * hw..r.end * o * hw]
+                    .par_chunks_mut(o * hw)
+                    .enumerate()
+                    .for_each(|(i, img)| swapped_row(y, (o, r.len(), hw), i, img));
+                Ok(())
+            })?;
+        }
+        // SAFETY: the chunks cover all images, and each image's `o·hw`
+        // elements were written above.
+        unsafe { out.set_len(len) };
+        Ok(out)
+    }
+
+    /// (dx, dw) for CPU tensors of dtype `T`.
+    fn bwd_typed<T: Real>(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        dy: &Tensor,
+        (need_x, need_w): (bool, bool),
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let op = self.im2col(w.dims())?;
+        let g = op.geometry(x.dims())?;
+        let (o, k, hw, chw) = (w.dim(0)?, g.patch(), g.ho * g.wo, g.c * g.h * g.w);
+        let w2t = w.reshape((o, k))?.t()?;
+        let (x, dy) = (x.contiguous()?, dy.contiguous()?);
+        let mut dx = vec![T::zero(); if need_x { g.input_len() } else { 0 }];
+        let mut dw: Option<Tensor> = None;
+        tensor_data::<T>(&x, |xs| {
+            tensor_data::<T>(&dy, |dys| {
+                for r in image_chunks::<T>(&g) {
+                    let sub = ConvGeometry { b: r.len(), ..g };
+                    // dy of these images as [O, nb·Ho·Wo].
+                    let src = &dys[r.start * o * hw..r.end * o * hw];
+                    let dyt = par_init(src.len(), sub.rows(), |i, row| {
+                        swapped_row(src, (r.len(), o, hw), i, row)
+                    });
+                    let dyt = Tensor::from_vec(dyt, (o, sub.rows()), &Device::Cpu)?;
+                    if need_w {
+                        let cols = im2col_taps(&xs[r.start * chw..r.end * chw], &sub);
+                        let cols = Tensor::from_vec(cols, (k, sub.rows()), &Device::Cpu)?;
+                        let part = dyt.matmul(&cols.t()?)?;
+                        dw = Some(match dw.take() {
+                            Some(acc) => (acc + part)?,
+                            None => part,
+                        });
+                    }
+                    if need_x {
+                        let dxs = &mut dx[r.start * chw..r.end * chw];
+                        tensor_data::<T>(&w2t.matmul(&dyt)?, |dcols| {
+                            col2im_taps_into(dcols, &sub, dxs);
+                            Ok(())
+                        })?;
+                    }
+                }
+                Ok(())
+            })
+        })?;
+        let dx = if need_x {
+            Some(Tensor::from_vec(dx, x.shape(), x.device())?)
+        } else {
+            None
+        };
+        let dw = match dw {
+            Some(dw) => Some(dw.reshape(w.shape())?),
+            None if need_w => Some(w.zeros_like()?), // an empty batch
+            None => None,
+        };
+        Ok((dx, dw))
+    }
+}
+
+impl CustomOp2 for Conv2d {
+    fn name(&self) -> &'static str {
+        "parallax-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = self.im2col(l2.dims())?.geometry(l1.dims())?;
+        let (o, c) = (l2.dims()[0], l2.dims()[1]);
+        if c != g.c {
+            bail!("conv2d: input has {} channels, kernel expects {c}", g.c)
+        }
+        let out = match (s1, s2) {
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(self.fwd(
+                contiguous_slice(s1, l1, self.name())?,
+                contiguous_slice(s2, l2, self.name())?,
+                &g,
+                o,
+            )?),
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(self.fwd(
+                contiguous_slice(s1, l1, self.name())?,
+                contiguous_slice(s2, l2, self.name())?,
+                &g,
+                o,
+            )?),
+            _ => bail!(
+                "{}: unsupported dtypes {:?}/{:?}",
+                self.name(),
+                s1.dtype(),
+                s2.dtype()
+            ),
+        };
+        Ok((out, Shape::from((g.b, o, g.ho, g.wo))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let need = (x.track_op(), w.track_op());
+        match x.dtype() {
+            _ if need == (false, false) => Ok((None, None)),
+            DType::F32 => self.bwd_typed::<f32>(x, w, grad, need),
+            DType::F64 => self.bwd_typed::<f64>(x, w, grad, need),
+            dtype => bail!("{}: unsupported dtype {dtype:?}", self.name()),
+        }
+    }
+}
+
+fn check_conv(x: &Tensor, w: &Tensor) -> Result<()> {
+    let c = x.dims4()?.1;
+    let cw = w.dims4()?.1;
+    if c != cw {
+        bail!("conv2d: input has {c} channels, kernel expects {cw}")
+    }
+    if w.dtype() != x.dtype() {
+        bail!(
+            "conv2d: kernel is {:?}, input is {:?}",
+            w.dtype(),
+            x.dtype()
+        )
+    }
+    Ok(())
+}
+
+/// 2-D convolution without bias, `x: [B,C,H,W]`, `w: [O,C,kh,kw]`, with the
+/// same `stride` and zero `padding` on both axes: returns a contiguous
+/// `[B,O,Ho,Wo]`. Differentiable (first order) in `x` and `w`. On devices or
+/// dtypes without a kernel it falls back to [`Tensor::conv2d`].
+pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    check_conv(x, w)?;
+    let op = Conv2d { stride, padding };
+    op.im2col(w.dims())?.geometry(x.dims())?;
+    if !kernel_supported(x) {
+        return x.conv2d(w, padding, stride, 1, 1);
+    }
+    x.contiguous()?.apply_op2(&w.contiguous()?, op)
+}
+
+/// [`conv2d`] as the [`Im2col`] op followed by Candle's matmul, whose
+/// autograd then provides the gradients (through [`Col2im`]). Kept to
+/// compare with, and for higher-order gradients.
+pub fn conv2d_unfused(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+    layout: ColsLayout,
+) -> Result<Tensor> {
+    check_conv(x, w)?;
+    let (b, c, h, wd) = x.dims4()?;
+    let (o, _, kh, kw) = w.dims4()?;
+    let op = Im2col {
+        kh,
+        kw,
+        stride,
+        padding,
+        layout,
+    };
+    let g = op.geometry(&[b, c, h, wd])?;
+    if !kernel_supported(x) {
+        return x.conv2d(w, padding, stride, 1, 1);
+    }
+    let cols = x.contiguous()?.apply_op1(op)?;
+    let w2 = w.reshape((o, g.patch()))?;
+    match layout {
+        // [O, K]·[K, B·Ho·Wo] -> [O, B, Ho·Wo] -> [B, O, Ho·Wo]
+        ColsLayout::TapMajor => w2
+            .matmul(&cols)?
+            .reshape((o, b, g.ho * g.wo))?
+            .transpose(0, 1)?
+            .contiguous()?
+            .reshape((b, o, g.ho, g.wo)),
+        // [B·Ho·Wo, K]·[K, O] -> [B, Ho, Wo, O] -> [B, O, Ho, Wo]
+        ColsLayout::PixelMajor => cols
+            .matmul(&w2.t()?)?
+            .reshape((b, g.ho, g.wo, o))?
+            .permute((0, 3, 1, 2))?
+            .contiguous(),
+    }
+}
