@@ -31,19 +31,27 @@ impl Loss for Align {
     }
 }
 
-parallax_core::register!(loss, "align", "alignment of positive pairs (Wang & Isola 2020)", |params| {
-    let cfg: AlignConfig = params.extract()?; // unknown keys are errors naming the key and file
-    if cfg.alpha <= 0.0 {
-        return Err(params.error("alpha", "must be > 0"));
+parallax_core::register!(
+    loss,
+    "align",
+    "alignment of positive pairs (Wang & Isola 2020)",
+    |params| {
+        let cfg: AlignConfig = params.extract()?; // unknown keys are errors naming the key and file
+        if cfg.alpha <= 0.0 {
+            return Err(params.error("alpha", "must be > 0"));
+        }
+        Ok(Box::new(Align(cfg.alpha)))
     }
-    Ok(Box::new(Align(cfg.alpha)))
-});
+);
 
 #[test]
 fn the_readme_plugin_registers_validates_and_computes() {
     let entry = parallax_core::registry::loss("align").expect("registered");
     let bad = Params::from_toml("loss", toml::from_str("alpha = -1.0").unwrap()).unwrap();
-    let err = (entry.build)(&bad).err().expect("alpha < 0 rejected").to_string();
+    let err = (entry.build)(&bad)
+        .err()
+        .expect("alpha < 0 rejected")
+        .to_string();
     assert!(err.contains("loss.alpha"), "{err}");
     let loss = (entry.build)(&Params::empty("loss")).unwrap();
     let z = candle_core::Tensor::new(&[[1f32, 0.], [0., 1.]], &candle_core::Device::Cpu).unwrap();

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Format, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::de::DeserializeOwned;
@@ -43,15 +43,18 @@ impl Origins {
 /// The prefix of recipe environment variables.
 pub const ENV_PREFIX: &str = "PARALLAX_";
 
+/// The name of the environment layer in error messages.
+const ENV_LAYER: &str = "environment variables";
+
 fn describe_metadata(md: &Metadata, key: &str) -> String {
     let keys: Vec<&str> = key.split('.').collect();
+    if md.name == ENV_LAYER {
+        let var: Vec<String> = keys.iter().map(|k| k.to_uppercase()).collect();
+        return format!("environment variable {ENV_PREFIX}{}", var.join("__"));
+    }
     match &md.source {
         Some(figment::Source::File(p)) => p.display().to_string(),
         Some(figment::Source::Custom(c)) => c.clone(),
-        _ if md.name.contains("environment") => {
-            let var: Vec<String> = keys.iter().map(|k| k.to_uppercase()).collect();
-            format!("environment variable {ENV_PREFIX}{}", var.join("__"))
-        }
         _ => md.name.to_string(),
     }
 }
@@ -422,6 +425,28 @@ pub fn parse_set(flag: &str) -> Result<(String, Value)> {
     if k.is_empty() || k.split('.').any(|p| p.is_empty()) {
         return Err(Error::Recipe(format!("--set `{flag}`: empty key")));
     }
+    Ok((k.to_string(), parse_value(v)))
+}
+
+/// The `PARALLAX_SECTION__KEY=value` environment variables as a nested
+/// table (keys lower-cased, `__` separating levels, values as in `--set`).
+fn env_dict() -> Dict {
+    let mut d = Dict::new();
+    for (k, v) in std::env::vars() {
+        let Some(rest) = k.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let parts: Vec<String> = rest.split("__").map(|p| p.to_lowercase()).collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            continue;
+        }
+        insert_dotted(&mut d, &parts.join("."), parse_value(&v));
+    }
+    d
+}
+
+/// Reads a value given on the command line or in the environment.
+fn parse_value(v: &str) -> Value {
     let v = v.trim();
     // TOML first (numbers like 1e-3, arrays, inline tables, quoted strings);
     // anything else is a bare string.
@@ -429,11 +454,10 @@ pub fn parse_set(flag: &str) -> Result<(String, Value)> {
         Ok(mut t) => t.remove("v").map(Value::serialize),
         Err(_) => None,
     };
-    let value = match value {
+    match value {
         Some(Ok(value)) => value,
         _ => Value::from(v.to_string()),
-    };
-    Ok((k.to_string(), value))
+    }
 }
 
 fn insert_dotted(dict: &mut Dict, key: &str, value: Value) {
@@ -482,7 +506,10 @@ impl Recipe {
                 dict: defaults_dict(&stem),
             })
             .merge(Toml::file(path))
-            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            .merge(Named {
+                name: ENV_LAYER,
+                dict: env_dict(),
+            })
             .merge(Named {
                 name: "--set flags",
                 dict: set_dict,

@@ -165,66 +165,21 @@ struct Common {
     min_lr: f64,
 }
 
-/// Float keys that also accept numeric strings: figment reads `--set` flags
-/// and environment variables such as `optimizer.lr=3e-4` as strings when
-/// they use exponent notation.
-mod number {
-    use serde::de::{Deserializer, Error, Visitor};
-
-    struct F64;
-
-    impl Visitor<'_> for F64 {
-        type Value = f64;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a number")
-        }
-        fn visit_f64<E: Error>(self, v: f64) -> Result<f64, E> {
-            Ok(v)
-        }
-        fn visit_i64<E: Error>(self, v: i64) -> Result<f64, E> {
-            Ok(v as f64)
-        }
-        fn visit_u64<E: Error>(self, v: u64) -> Result<f64, E> {
-            Ok(v as f64)
-        }
-        fn visit_str<E: Error>(self, v: &str) -> Result<f64, E> {
-            v.trim()
-                .parse::<f64>()
-                .map_err(|_| E::custom(format!("expected a number, found `{v}`")))
-        }
-    }
-
-    pub fn f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-        d.deserialize_any(F64)
-    }
-
-    pub fn opt_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-        d.deserialize_any(F64).map(Some)
-    }
-}
-
 /// `sgd` keys. Defaults: MoCo (He et al. 2020, Sec. 3.3 / 4.1: lr 0.03 for
 /// a batch of 256, momentum 0.9, weight decay 1e-4); dampening 0 and no
 /// Nesterov as in PyTorch.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct SgdParams {
-    #[serde(deserialize_with = "number::f64")]
     lr: f64,
-    #[serde(deserialize_with = "number::f64")]
     weight_decay: f64,
     exclude_bias_and_norm: bool,
-    #[serde(deserialize_with = "number::opt_f64")]
     warmup_epochs: Option<f64>,
     warmup_steps: Option<u64>,
     schedule: String,
-    #[serde(deserialize_with = "number::f64")]
     min_lr: f64,
-    #[serde(deserialize_with = "number::f64")]
     momentum: f64,
     nesterov: bool,
-    #[serde(deserialize_with = "number::f64")]
     dampening: f64,
 }
 
@@ -251,19 +206,14 @@ impl Default for SgdParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct AdamWParams {
-    #[serde(deserialize_with = "number::f64")]
     lr: f64,
-    #[serde(deserialize_with = "number::f64")]
     weight_decay: f64,
     exclude_bias_and_norm: bool,
-    #[serde(deserialize_with = "number::opt_f64")]
     warmup_epochs: Option<f64>,
     warmup_steps: Option<u64>,
     schedule: String,
-    #[serde(deserialize_with = "number::f64")]
     min_lr: f64,
     betas: [f64; 2],
-    #[serde(deserialize_with = "number::f64")]
     eps: f64,
 }
 
@@ -289,22 +239,15 @@ impl Default for AdamWParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct LarsParams {
-    #[serde(deserialize_with = "number::f64")]
     lr: f64,
-    #[serde(deserialize_with = "number::f64")]
     weight_decay: f64,
     exclude_bias_and_norm: bool,
-    #[serde(deserialize_with = "number::opt_f64")]
     warmup_epochs: Option<f64>,
     warmup_steps: Option<u64>,
     schedule: String,
-    #[serde(deserialize_with = "number::f64")]
     min_lr: f64,
-    #[serde(deserialize_with = "number::f64")]
     momentum: f64,
-    #[serde(deserialize_with = "number::f64")]
     trust_coefficient: f64,
-    #[serde(deserialize_with = "number::f64")]
     eps: f64,
 }
 
@@ -786,7 +729,7 @@ mod tests {
 
     #[test]
     fn exponent_notation_from_flags() {
-        // `--set` flags and environment variables arrive as strings
+        // `--set` flags are read as TOML values, exponents included
         let r = crate::recipe::Recipe::from_toml_str(
             "[data]\nname = \"d\"\n[encoder]\nname = \"e\"\n[method]\nname = \"m\"\n[optimizer]\nname = \"adamw\"\n",
             &["optimizer.lr=3e-4".into(), "optimizer.eps=1e-6".into(), "optimizer.warmup_epochs=1e0".into()],
