@@ -248,55 +248,6 @@ impl Tap {
     }
 }
 
-/// The value of padding between and around grid cells (white).
-pub const GRID_PAD_VALUE: u8 = 255;
-
-/// Lays `images` out in a grid of `ncols` columns (at least 1) separated
-/// and surrounded by `pad` pixels of white, for saving as a picture.
-///
-/// Returns `(height, width, channels, pixels)` with `channels` = 3 and the
-/// pixels row-major, interleaved (HWC). Gray images (and any with fewer
-/// than three channels, from their first channel) are repeated into the
-/// three channels; images with more than three keep the first three. Cells
-/// are as large as the largest image; smaller images sit in their cell's
-/// top-left corner. No images give an empty grid.
-pub fn make_grid(images: &[Image], ncols: usize, pad: usize) -> (usize, usize, usize, Vec<u8>) {
-    const CHANNELS: usize = 3;
-    if images.is_empty() {
-        return (0, 0, CHANNELS, Vec::new());
-    }
-    let ncols = ncols.clamp(1, images.len());
-    let nrows = images.len().div_ceil(ncols);
-    let cell_h = images.iter().map(|i| i.height).max().unwrap_or(0);
-    let cell_w = images.iter().map(|i| i.width).max().unwrap_or(0);
-    let height = nrows * cell_h + (nrows + 1) * pad;
-    let width = ncols * cell_w + (ncols + 1) * pad;
-    let mut out = vec![GRID_PAD_VALUE; height * width * CHANNELS];
-    for (k, img) in images.iter().enumerate() {
-        let top = pad + (k / ncols) * (cell_h + pad);
-        let left = pad + (k % ncols) * (cell_w + pad);
-        paste_rgb(&mut out, width, img, top, left);
-    }
-    (height, width, CHANNELS, out)
-}
-
-/// Writes `img` as RGB bytes into the HWC buffer `out` (`out_w` pixels wide)
-/// with its top-left pixel at (`top`, `left`).
-fn paste_rgb(out: &mut [u8], out_w: usize, img: &Image, top: usize, left: usize) {
-    if img.channels == 0 {
-        return;
-    }
-    let source = |k: usize| if img.channels >= 3 { k } else { 0 };
-    for y in 0..img.height {
-        for x in 0..img.width {
-            let o = ((top + y) * out_w + left + x) * 3;
-            for k in 0..3 {
-                out[o + k] = unit_to_u8(img.at(source(k), y, x));
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,20 +323,5 @@ mod tests {
         let once = img.flip_horizontal();
         assert_eq!(once.at(1, 2, 0), img.at(1, 2, 4));
         assert_eq!(once.flip_horizontal(), img);
-    }
-
-    #[test]
-    fn grid_layout() {
-        let white = Image::new(1, 2, 2, vec![1.0; 4]).expect("4 values");
-        let red = Image::new(3, 2, 2, [vec![1.0; 4], vec![0.0; 8]].concat()).expect("12 values");
-        let (h, w, c, px) = make_grid(&[white, red.clone(), red], 2, 1);
-        assert_eq!((h, w, c), (2 * 2 + 3, 2 * 2 + 3, 3));
-        assert_eq!(px.len(), h * w * c);
-        let pixel = |y: usize, x: usize| &px[(y * w + x) * 3..(y * w + x) * 3 + 3];
-        assert_eq!(pixel(0, 0), [255, 255, 255]); // padding
-        assert_eq!(pixel(1, 1), [255, 255, 255]); // gray image expanded
-        assert_eq!(pixel(1, 4), [255, 0, 0]); // second image, red
-        assert_eq!(pixel(4, 1), [255, 0, 0]); // third image, second row
-        assert_eq!(make_grid(&[], 4, 2), (0, 0, 3, Vec::new()));
     }
 }
