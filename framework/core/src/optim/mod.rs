@@ -268,6 +268,21 @@ impl Default for LarsParams {
     }
 }
 
+/// The keys every optimizer's params struct shares, as a [`Common`].
+macro_rules! common_keys {
+    ($p:expr) => {
+        Common {
+            lr: $p.lr,
+            weight_decay: $p.weight_decay,
+            exclude_bias_and_norm: $p.exclude_bias_and_norm,
+            warmup_epochs: $p.warmup_epochs,
+            warmup_steps: $p.warmup_steps,
+            schedule: $p.schedule,
+            min_lr: $p.min_lr,
+        }
+    };
+}
+
 /// Parses the `[optimizer]` section of optimizer `name`.
 ///
 /// Keys of every optimizer: `lr`, `weight_decay`, `exclude_bias_and_norm`
@@ -295,15 +310,7 @@ pub fn parse(name: &str, params: &Params) -> Result<OptimizerSpec> {
                     "nesterov momentum needs momentum > 0 and dampening = 0",
                 ));
             }
-            let common = Common {
-                lr: p.lr,
-                weight_decay: p.weight_decay,
-                exclude_bias_and_norm: p.exclude_bias_and_norm,
-                warmup_epochs: p.warmup_epochs,
-                warmup_steps: p.warmup_steps,
-                schedule: p.schedule,
-                min_lr: p.min_lr,
-            };
+            let common = common_keys!(p);
             let kind = OptimizerKind::Sgd(SgdOptions {
                 momentum: p.momentum,
                 dampening: p.dampening,
@@ -321,15 +328,7 @@ pub fn parse(name: &str, params: &Params) -> Result<OptimizerSpec> {
                 }
             }
             check_non_negative(params, "eps", p.eps)?;
-            let common = Common {
-                lr: p.lr,
-                weight_decay: p.weight_decay,
-                exclude_bias_and_norm: p.exclude_bias_and_norm,
-                warmup_epochs: p.warmup_epochs,
-                warmup_steps: p.warmup_steps,
-                schedule: p.schedule,
-                min_lr: p.min_lr,
-            };
+            let common = common_keys!(p);
             let kind = OptimizerKind::AdamW(AdamWOptions {
                 betas: (p.betas[0], p.betas[1]),
                 eps: p.eps,
@@ -346,15 +345,7 @@ pub fn parse(name: &str, params: &Params) -> Result<OptimizerSpec> {
                 ));
             }
             check_non_negative(params, "eps", p.eps)?;
-            let common = Common {
-                lr: p.lr,
-                weight_decay: p.weight_decay,
-                exclude_bias_and_norm: p.exclude_bias_and_norm,
-                warmup_epochs: p.warmup_epochs,
-                warmup_steps: p.warmup_steps,
-                schedule: p.schedule,
-                min_lr: p.min_lr,
-            };
+            let common = common_keys!(p);
             let kind = OptimizerKind::Lars(LarsOptions {
                 momentum: p.momentum,
                 trust_coefficient: p.trust_coefficient,
