@@ -191,3 +191,36 @@ fn accumulation_and_clipping_run_and_count_optimizer_steps() {
         "{last}"
     );
 }
+
+#[test]
+fn a_corrupt_data_file_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    // a valid IDX header that promises 100 images of 28x28, then nothing
+    let mut images = vec![0u8, 0, 8, 3];
+    for d in [100u32, 28, 28] {
+        images.extend_from_slice(&d.to_be_bytes());
+    }
+    std::fs::write(data.join("train-images-idx3-ubyte"), &images).unwrap();
+    let mut labels = vec![0u8, 0, 8, 1];
+    labels.extend_from_slice(&100u32.to_be_bytes());
+    labels.extend(std::iter::repeat_n(1u8, 100));
+    std::fs::write(data.join("train-labels-idx1-ubyte"), &labels).unwrap();
+    let run = dir.path().join("run");
+    let r = tiny_recipe();
+    let err = fails(&parallax(&[
+        "train",
+        &r,
+        "--out",
+        run.to_str().unwrap(),
+        "--set",
+        "eval=[]",
+        "--set",
+        &format!("data={{ name = \"idx\", path = \"{}\" }}", data.display()),
+    ]));
+    assert!(
+        err.contains("train-images-idx3-ubyte") && err.contains("truncated"),
+        "{err}"
+    );
+}
