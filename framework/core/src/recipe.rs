@@ -160,16 +160,6 @@ impl Params {
         &self.section
     }
 
-    /// Whether `key` is set.
-    pub fn contains(&self, key: &str) -> bool {
-        self.dict.contains_key(key)
-    }
-
-    /// The keys that are set.
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.dict.keys().map(|k| k.as_str())
-    }
-
     /// Reads the parameters into the component's config struct (which should
     /// be `deny_unknown_fields` with `#[serde(default)]` paper defaults).
     pub fn extract<T: DeserializeOwned>(&self) -> Result<T> {
@@ -192,16 +182,6 @@ impl Params {
             ));
         };
         Component::from_dict(section, dict, self.origins.clone()).map(Some)
-    }
-
-    /// Sets `key` to `value` if it is not set (a default chosen by a parent).
-    pub fn set_default<V: Serialize>(&mut self, key: &str, value: V) -> Result<()> {
-        if !self.dict.contains_key(key) {
-            let v = Value::serialize(value)
-                .map_err(|e| Error::Recipe(format!("{}.{key}: {e}", self.section)))?;
-            self.dict.insert(key.to_string(), v);
-        }
-        Ok(())
     }
 
     /// An error about `key` of this component, naming where it came from.
