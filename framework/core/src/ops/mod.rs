@@ -11,6 +11,15 @@
 //!   the input forward and two backward.
 //! - [`conv2d::conv2d`]: im2col + Candle's matmul (GEMM) over chunks of
 //!   images, whose backward goes through GEMMs and a col2im scatter-add.
+//! - [`layer_norm::layer_norm`] / [`layer_norm::rms_norm`] (and the
+//!   `LayerNorm` / `RmsNorm` modules): fused norms over the last dimension
+//!   with a backward (Candle's fused ones have none).
+//! - [`softmax::softmax_last_dim`] / [`softmax::log_softmax_last_dim`]: with
+//!   a backward (Candle's `softmax_last_dim` has none).
+//! - [`linear::linear`] / [`linear::matmul`] (and the `Linear` layer): right
+//!   for non-contiguous inputs, where Candle's `Linear` gives wrong values.
+//! - [`dropout::dropout`]: inverted dropout with a mask from the seeded
+//!   [`crate::rng::Rng`] (Candle's RNG cannot be seeded).
 //!
 //! The kernels run on CPU tensors of dtype f32 or f64; other devices and
 //! dtypes fall back to Candle's own ops, so the functions can be called
@@ -22,6 +31,10 @@
 
 pub mod batch_norm;
 pub mod conv2d;
+pub mod dropout;
+pub mod layer_norm;
+pub mod linear;
+pub mod softmax;
 
 use candle_core::{bail, CpuStorage, DType, Layout, Result, Tensor, WithDType};
 use rayon::prelude::*;
