@@ -9,7 +9,7 @@ use common::*;
 use parallax_core::ops::batch_norm::{
     batch_norm_eval, batch_norm_relu_train, batch_norm_train, batch_norm_train_composite,
 };
-use parallax_core::ops::conv2d::{conv2d, conv2d_unfused, ColsLayout};
+use parallax_core::ops::conv2d::{conv2d, conv2d_unfused, ColsLayout, Conv2dConfig};
 use parallax_core::rng::Rng;
 
 // ---------------------------------------------------------------- batch norm
@@ -356,7 +356,7 @@ fn conv_variant(
 ) -> Result<Tensor> {
     match variant {
         None => conv2d(x, w, stride, pad),
-        Some(layout) => conv2d_unfused(x, w, stride, pad, layout),
+        Some(layout) => conv2d_unfused(x, w, &Conv2dConfig::square(stride, pad), layout),
     }
 }
 
@@ -406,7 +406,12 @@ fn conv2d_over_several_image_chunks_matches_unfused_f64() -> Result<()> {
         let y = if fused {
             conv2d(xv.as_tensor(), wv.as_tensor(), 1, 1)?
         } else {
-            conv2d_unfused(xv.as_tensor(), wv.as_tensor(), 1, 1, ColsLayout::TapMajor)?
+            conv2d_unfused(
+                xv.as_tensor(),
+                wv.as_tensor(),
+                &Conv2dConfig::square(1, 1),
+                ColsLayout::TapMajor,
+            )?
         };
         let g = weighted_sum(&y, &r)?.backward()?;
         Ok(vec![

@@ -1,6 +1,11 @@
 //! 2-D convolution as im2col + Candle's matmul (GEMM).
 //!
-//! [`conv2d`] is one custom op on `(x, w)` ([`Conv2d`]):
+//! [`conv2d_with`] (and [`conv2d`], the same stride and padding on both
+//! axes) is one custom op on `(x, w)` ([`Conv2d`]) with per-axis stride,
+//! padding and dilation ([`Conv2dConfig`]) and channel groups: groups only
+//! split the rows of the unfolded input, so every GEMM below becomes one
+//! matmul batched over the groups. Candle's own conv2d backward fails on
+//! some non-square inputs (`candle_defect_*` in `tests/gradcheck_conv.rs`).
 //!
 //! - forward: unfold `x: [B,C,H,W]` into one row per kernel tap,
 //!   `cols: [C·kh·kw, nb·Ho·Wo]` (tap-major im2col), multiply the flattened
@@ -39,8 +44,46 @@ use candle_core::{
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
-/// The geometry of a convolution: input `[b,c,h,w]`, kernel `kh×kw`, and
-/// the output size `ho×wo`.
+/// The hyper-parameters of a 2-D convolution, per axis `(height, width)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dConfig {
+    /// Step between output positions.
+    pub stride: (usize, usize),
+    /// Zeros added on both sides of the input.
+    pub padding: (usize, usize),
+    /// Spacing between kernel taps (1: a dense kernel).
+    pub dilation: (usize, usize),
+    /// Channel groups: input and output channels are split into `groups`
+    /// blocks, output block `i` sees input block `i` only.
+    pub groups: usize,
+}
+
+impl Default for Conv2dConfig {
+    /// Stride 1, no padding, no dilation, one group.
+    fn default() -> Self {
+        Self {
+            stride: (1, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+            groups: 1,
+        }
+    }
+}
+
+impl Conv2dConfig {
+    /// The same `stride` and `padding` on both axes, no dilation, one group.
+    pub fn square(stride: usize, padding: usize) -> Self {
+        Self {
+            stride: (stride, stride),
+            padding: (padding, padding),
+            ..Self::default()
+        }
+    }
+}
+
+/// The geometry of a convolution: input `[b,c,h,w]`, kernel `kh×kw`,
+/// per-axis stride, padding and dilation, and the output size `ho×wo`.
+/// Groups do not change the unfolding: they only split its rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeometry {
     pub b: usize,
@@ -49,8 +92,9 @@ pub struct ConvGeometry {
     pub w: usize,
     pub kh: usize,
     pub kw: usize,
-    pub stride: usize,
-    pub padding: usize,
+    pub stride: (usize, usize),
+    pub padding: (usize, usize),
+    pub dilation: (usize, usize),
     pub ho: usize,
     pub wo: usize,
 }
@@ -60,15 +104,21 @@ impl ConvGeometry {
     pub fn new(
         (b, c, h, w): (usize, usize, usize, usize),
         (kh, kw): (usize, usize),
-        stride: usize,
-        padding: usize,
+        stride: (usize, usize),
+        padding: (usize, usize),
+        dilation: (usize, usize),
     ) -> Result<Self> {
-        if stride == 0 || kh == 0 || kw == 0 {
-            bail!("conv2d: stride and kernel size must be positive (stride {stride}, kernel {kh}x{kw})")
+        if stride.0 == 0 || stride.1 == 0 || kh == 0 || kw == 0 {
+            bail!("conv2d: stride and kernel size must be positive (stride {stride:?}, kernel {kh}x{kw})")
         }
-        if h + 2 * padding < kh || w + 2 * padding < kw {
+        if dilation.0 == 0 || dilation.1 == 0 {
+            bail!("conv2d: dilation must be positive, got {dilation:?}")
+        }
+        // The extent of the dilated kernel.
+        let (eh, ew) = (dilation.0 * (kh - 1) + 1, dilation.1 * (kw - 1) + 1);
+        if h + 2 * padding.0 < eh || w + 2 * padding.1 < ew {
             bail!(
-                "conv2d: kernel {kh}x{kw} larger than the padded input {h}x{w} (padding {padding})"
+                "conv2d: kernel {kh}x{kw} (dilation {dilation:?}) larger than the padded input {h}x{w} (padding {padding:?})"
             )
         }
         Ok(Self {
@@ -80,8 +130,9 @@ impl ConvGeometry {
             kw,
             stride,
             padding,
-            ho: (h + 2 * padding - kh) / stride + 1,
-            wo: (w + 2 * padding - kw) / stride + 1,
+            dilation,
+            ho: (h + 2 * padding.0 - eh) / stride.0 + 1,
+            wo: (w + 2 * padding.1 - ew) / stride.1 + 1,
         })
     }
 
@@ -99,36 +150,36 @@ impl ConvGeometry {
         self.b * self.c * self.h * self.w
     }
 
-    /// Input column `ox·stride + kx − padding` of kernel column 0, and
-    /// whether all `kw` columns from there fall inside the image.
+    /// Input column `ox·sw − pw` of kernel column 0, and whether all `kw`
+    /// taps from there fall inside the image.
     #[inline(always)]
     fn col_start(&self, ox: usize) -> (isize, bool) {
-        let ix0 = (ox * self.stride) as isize - self.padding as isize;
-        (ix0, ix0 >= 0 && ix0 as usize + self.kw <= self.w)
+        let ix0 = (ox * self.stride.1) as isize - self.padding.1 as isize;
+        let last = ix0 + (self.dilation.1 * (self.kw - 1)) as isize;
+        (ix0, ix0 >= 0 && (last as usize) < self.w)
     }
 
     /// Input row of output row `oy` and kernel row `ky`, if inside.
     #[inline(always)]
     fn row(&self, oy: usize, ky: usize) -> Option<usize> {
-        let iy = (oy * self.stride + ky) as isize - self.padding as isize;
+        let iy = (oy * self.stride.0 + ky * self.dilation.0) as isize - self.padding.0 as isize;
         (iy >= 0 && (iy as usize) < self.h).then_some(iy as usize)
     }
 
-    /// The output columns `ox` whose input column
-    /// `ox·stride + kx − padding` is inside the image, and the input column
-    /// of the first of them.
+    /// The output columns `ox` whose input column `ox·sw + kx·dw − pw` is
+    /// inside the image, and the input column of the first of them.
     #[inline(always)]
     fn valid_cols(&self, kx: usize) -> (std::ops::Range<usize>, usize) {
-        let (s, p) = (self.stride, self.padding);
-        let lo = if p > kx { (p - kx).div_ceil(s) } else { 0 };
-        let hi = if self.w + p > kx {
-            (self.w + p - kx).div_ceil(s).min(self.wo)
+        let (s, p, off) = (self.stride.1, self.padding.1, kx * self.dilation.1);
+        let lo = if p > off { (p - off).div_ceil(s) } else { 0 };
+        let hi = if self.w + p > off {
+            (self.w + p - off).div_ceil(s).min(self.wo)
         } else {
             0
         };
         let lo = lo.min(hi);
-        // lo·s + kx ≥ p whenever the range is not empty.
-        let ix0 = (lo * s + kx).saturating_sub(p);
+        // lo·s + off ≥ p whenever the range is not empty.
+        let ix0 = (lo * s + off).saturating_sub(p);
         (lo..hi, ix0)
     }
 }
@@ -181,7 +232,7 @@ fn im2col_tap<T: Real>(x: &[T], g: &ConvGeometry, j: usize, out: &mut [MaybeUnin
         for o in head.iter_mut().chain(tail.iter_mut()) {
             o.write(T::zero());
         }
-        if g.stride == 1 {
+        if g.stride.1 == 1 {
             // `valid_cols` keeps the run inside the image, so every element
             // of `valid` is written.
             debug_assert!(ix0 + valid.len() <= g.w);
@@ -190,7 +241,7 @@ fn im2col_tap<T: Real>(x: &[T], g: &ConvGeometry, j: usize, out: &mut [MaybeUnin
             }
         } else {
             for (i, o) in valid.iter_mut().enumerate() {
-                o.write(src[ix0 + i * g.stride]);
+                o.write(src[ix0 + i * g.stride.1]);
             }
         }
     }
@@ -236,13 +287,13 @@ fn col2im_plane<T: Real>(cols: &[T], g: &ConvGeometry, bc: usize, dst: &mut [T])
                 let Some(iy) = g.row(oy, ky) else { continue };
                 let src = &tap[oy * g.wo..][..g.wo][range.clone()];
                 let row = &mut dst[iy * g.w..][..g.w];
-                if g.stride == 1 {
+                if g.stride.1 == 1 {
                     for (o, &v) in row[ix0..].iter_mut().zip(src) {
                         *o += v;
                     }
                 } else {
                     for (i, &v) in src.iter().enumerate() {
-                        row[ix0 + i * g.stride] += v;
+                        row[ix0 + i * g.stride.1] += v;
                     }
                 }
             }
@@ -284,13 +335,13 @@ fn im2col_row<T: Real>(x: &[T], g: &ConvGeometry, r: usize, out: &mut [MaybeUnin
                     continue;
                 };
                 let src = &xb[c * plane + iy * g.w..][..g.w];
-                if inside {
+                if inside && g.dilation.1 == 1 {
                     for (o, &v) in d.iter_mut().zip(&src[ix0 as usize..][..g.kw]) {
                         o.write(v);
                     }
                 } else {
                     for (kx, o) in d.iter_mut().enumerate() {
-                        let ix = ix0 + kx as isize;
+                        let ix = ix0 + (kx * g.dilation.1) as isize;
                         let inside = ix >= 0 && (ix as usize) < g.w;
                         o.write(if inside { src[ix as usize] } else { T::zero() });
                     }
@@ -335,14 +386,14 @@ fn col2im_image<T: Real>(cols: &[T], g: &ConvGeometry, b: usize, ob: &mut [T]) {
                 let Some(iy) = g.row(oy, ky) else { continue };
                 let dst = &mut ob[c * plane + iy * g.w..][..g.w];
                 let s = &src[(c * g.kh + ky) * g.kw..][..g.kw];
-                if inside {
+                if inside && g.dilation.1 == 1 {
                     let d = &mut dst[ix0 as usize..][..g.kw];
                     for (o, &v) in d.iter_mut().zip(s) {
                         *o += v;
                     }
                 } else {
                     for (kx, &v) in s.iter().enumerate() {
-                        let ix = ix0 + kx as isize;
+                        let ix = ix0 + (kx * g.dilation.1) as isize;
                         if ix >= 0 && (ix as usize) < g.w {
                             dst[ix as usize] += v;
                         }
@@ -357,20 +408,42 @@ fn col2im_image<T: Real>(cols: &[T], g: &ConvGeometry, b: usize, ob: &mut [T]) {
 /// `[B·Ho·Wo, C·kh·kw]` by `layout`; its backward is [`Col2im`].
 #[derive(Clone, Copy, Debug)]
 pub struct Im2col {
-    pub kh: usize,
-    pub kw: usize,
-    pub stride: usize,
-    pub padding: usize,
+    /// Kernel size `(kh, kw)`.
+    pub kernel: (usize, usize),
+    /// Per-axis stride.
+    pub stride: (usize, usize),
+    /// Per-axis zero padding.
+    pub padding: (usize, usize),
+    /// Per-axis dilation.
+    pub dilation: (usize, usize),
+    /// Layout of the columns.
     pub layout: ColsLayout,
 }
 
 impl Im2col {
+    /// The unfolding of a `kernel` convolution with `cfg` (groups aside).
+    pub fn new(kernel: (usize, usize), cfg: &Conv2dConfig, layout: ColsLayout) -> Self {
+        Self {
+            kernel,
+            stride: cfg.stride,
+            padding: cfg.padding,
+            dilation: cfg.dilation,
+            layout,
+        }
+    }
+
     /// The geometry for an input of shape `dims` (`[B,C,H,W]`).
     pub fn geometry(&self, dims: &[usize]) -> Result<ConvGeometry> {
         let &[b, c, h, w] = dims else {
             bail!("im2col: input must be [B,C,H,W], got {dims:?}")
         };
-        ConvGeometry::new((b, c, h, w), (self.kh, self.kw), self.stride, self.padding)
+        ConvGeometry::new(
+            (b, c, h, w),
+            self.kernel,
+            self.stride,
+            self.padding,
+            self.dilation,
+        )
     }
 
     fn run<T: Real>(&self, x: &[T], g: &ConvGeometry) -> Vec<T> {
@@ -421,7 +494,9 @@ impl CustomOp1 for Im2col {
 /// (overlapping patches sum); its backward is [`Im2col`].
 #[derive(Clone, Copy, Debug)]
 pub struct Col2im {
+    /// The convolution whose columns are folded back.
     pub geometry: ConvGeometry,
+    /// Layout of the columns.
     pub layout: ColsLayout,
 }
 
@@ -464,23 +539,23 @@ impl CustomOp1 for Col2im {
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let g = &self.geometry;
         let op = Im2col {
-            kh: g.kh,
-            kw: g.kw,
+            kernel: (g.kh, g.kw),
             stride: g.stride,
             padding: g.padding,
+            dilation: g.dilation,
             layout: self.layout,
         };
         Ok(Some(grad.contiguous()?.apply_op1(op)?))
     }
 }
 
-/// Custom op `(x: [B,C,H,W], w: [O,C,kh,kw]) -> [B,O,Ho,Wo]`: im2col +
-/// GEMM forward, GEMMs + col2im backward, over chunks of images (see the
-/// module docs).
+/// Custom op `(x: [B,C,H,W], w: [O,C/groups,kh,kw]) -> [B,O,Ho,Wo]`:
+/// im2col + GEMM forward, GEMMs + col2im backward, over chunks of images
+/// (see the module docs).
 #[derive(Clone, Copy, Debug)]
 pub struct Conv2d {
-    pub stride: usize,
-    pub padding: usize,
+    /// Stride, padding, dilation and groups.
+    pub config: Conv2dConfig,
 }
 
 /// Target size of one chunk's columns: small enough to be reused by the
@@ -521,34 +596,46 @@ fn tensor_data<T: Real>(t: &Tensor, f: impl FnOnce(&[T]) -> Result<()>) -> Resul
 }
 
 impl Conv2d {
-    fn im2col(&self, w_dims: &[usize]) -> Result<Im2col> {
-        let &[_, _, kh, kw] = w_dims else {
-            bail!("conv2d: kernel must be [O,C,kh,kw], got {w_dims:?}")
+    /// The geometry of input `x_dims` and kernel `w_dims`, checked.
+    fn geometry(&self, x_dims: &[usize], w_dims: &[usize]) -> Result<ConvGeometry> {
+        let cfg = &self.config;
+        let &[o, cg, kh, kw] = w_dims else {
+            bail!("conv2d: kernel must be [O,C/groups,kh,kw], got {w_dims:?}")
         };
-        Ok(Im2col {
-            kh,
-            kw,
-            stride: self.stride,
-            padding: self.padding,
-            layout: ColsLayout::TapMajor,
-        })
+        let g = Im2col::new((kh, kw), cfg, ColsLayout::TapMajor).geometry(x_dims)?;
+        if cfg.groups == 0 || o % cfg.groups != 0 {
+            bail!(
+                "conv2d: {o} output channels do not split into {} groups",
+                cfg.groups
+            )
+        }
+        if cg * cfg.groups != g.c {
+            bail!(
+                "conv2d: input has {} channels, kernel expects {cg} x {} groups",
+                g.c,
+                cfg.groups
+            )
+        }
+        Ok(g)
     }
 
     fn fwd<T: Real>(&self, x: &[T], w: &[T], g: &ConvGeometry, o: usize) -> Result<Vec<T>> {
+        let groups = self.config.groups;
         let (k, hw, chw) = (g.patch(), g.ho * g.wo, g.c * g.h * g.w);
+        let (og, kg) = (o / groups, k / groups);
         let len = g.b * o * hw;
         if len == 0 {
             return Ok(Vec::new());
         }
-        let w2 = Tensor::from_slice(w, (o, k), &Device::Cpu)?;
+        let w3 = Tensor::from_slice(w, (groups, og, kg), &Device::Cpu)?;
         let mut out: Vec<T> = Vec::with_capacity(len);
         let spare = &mut out.spare_capacity_mut()[..len];
         for r in image_chunks::<T>(g) {
             let sub = ConvGeometry { b: r.len(), ..*g };
             let cols = im2col_taps(&x[r.start * chw..r.end * chw], &sub);
-            let cols = Tensor::from_vec(cols, (k, sub.rows()), &Device::Cpu)?;
-            // [O, K]·[K, nb·Ho·Wo] -> [O, nb, Ho·Wo] -> [nb, O, Ho·Wo]
-            tensor_data::<T>(&w2.matmul(&cols)?, |y| {
+            let cols = Tensor::from_vec(cols, (groups, kg, sub.rows()), &Device::Cpu)?;
+            // [G, O/G, K/G]·[G, K/G, nb·Ho·Wo] -> [O, nb, Ho·Wo] -> [nb, O, Ho·Wo]
+            tensor_data::<T>(&w3.matmul(&cols)?, |y| {
                 spare[r.start * o * hw..r.end * o * hw]
                     .par_chunks_mut(o * hw)
                     .enumerate()
@@ -570,10 +657,11 @@ impl Conv2d {
         dy: &Tensor,
         (need_x, need_w): (bool, bool),
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let op = self.im2col(w.dims())?;
-        let g = op.geometry(x.dims())?;
+        let groups = self.config.groups;
+        let g = self.geometry(x.dims(), w.dims())?;
         let (o, k, hw, chw) = (w.dim(0)?, g.patch(), g.ho * g.wo, g.c * g.h * g.w);
-        let w2t = w.reshape((o, k))?.t()?;
+        let (og, kg) = (o / groups, k / groups);
+        let w3t = w.reshape((groups, og, kg))?.t()?;
         let (x, dy) = (x.contiguous()?, dy.contiguous()?);
         let mut dx = vec![T::zero(); if need_x { g.input_len() } else { 0 }];
         let mut dw: Option<Tensor> = None;
@@ -586,10 +674,10 @@ impl Conv2d {
                     let dyt = par_init(src.len(), sub.rows(), |i, row| {
                         swapped_row(src, (r.len(), o, hw), i, row)
                     });
-                    let dyt = Tensor::from_vec(dyt, (o, sub.rows()), &Device::Cpu)?;
+                    let dyt = Tensor::from_vec(dyt, (groups, og, sub.rows()), &Device::Cpu)?;
                     if need_w {
                         let cols = im2col_taps(&xs[r.start * chw..r.end * chw], &sub);
-                        let cols = Tensor::from_vec(cols, (k, sub.rows()), &Device::Cpu)?;
+                        let cols = Tensor::from_vec(cols, (groups, kg, sub.rows()), &Device::Cpu)?;
                         let part = dyt.matmul(&cols.t()?)?;
                         dw = Some(match dw.take() {
                             Some(acc) => (acc + part)?,
@@ -598,7 +686,7 @@ impl Conv2d {
                     }
                     if need_x {
                         let dxs = &mut dx[r.start * chw..r.end * chw];
-                        tensor_data::<T>(&w2t.matmul(&dyt)?, |dcols| {
+                        tensor_data::<T>(&w3t.matmul(&dyt)?, |dcols| {
                             col2im_taps_into(dcols, &sub, dxs);
                             Ok(())
                         })?;
@@ -633,11 +721,8 @@ impl CustomOp2 for Conv2d {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = self.im2col(l2.dims())?.geometry(l1.dims())?;
-        let (o, c) = (l2.dims()[0], l2.dims()[1]);
-        if c != g.c {
-            bail!("conv2d: input has {} channels, kernel expects {c}", g.c)
-        }
+        let g = self.geometry(l1.dims(), l2.dims())?;
+        let o = l2.dims()[0];
         let out = match (s1, s2) {
             (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(self.fwd(
                 contiguous_slice(s1, l1, self.name())?,
@@ -668,22 +753,40 @@ impl CustomOp2 for Conv2d {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let need = (x.track_op(), w.track_op());
-        match x.dtype() {
-            _ if need == (false, false) => Ok((None, None)),
-            DType::F32 => self.bwd_typed::<f32>(x, w, grad, need),
-            DType::F64 => self.bwd_typed::<f64>(x, w, grad, need),
-            dtype => bail!("{}: unsupported dtype {dtype:?}", self.name()),
-        }
+        conv2d_backward(x, w, grad, &self.config, (x.track_op(), w.track_op()))
     }
 }
 
-fn check_conv(x: &Tensor, w: &Tensor) -> Result<()> {
-    let c = x.dims4()?.1;
-    let cw = w.dims4()?.1;
-    if c != cw {
-        bail!("conv2d: input has {c} channels, kernel expects {cw}")
+/// The gradients `(dx, dw)` of [`conv2d_with`]`(x, w, cfg)` for the output
+/// gradient `dy`, each computed only if asked for in `need` (the backward
+/// of the op, exposed to benchmark its halves). CPU f32/f64 tensors only.
+pub fn conv2d_backward(
+    x: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+    cfg: &Conv2dConfig,
+    need: (bool, bool),
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let op = Conv2d { config: *cfg };
+    let g = check_conv(x, w, cfg)?;
+    let expect = [g.b, w.dim(0)?, g.ho, g.wo];
+    if dy.dims() != expect {
+        bail!("conv2d: output gradient is {:?}, expected {expect:?}", dy.dims())
     }
+    if !kernel_supported(x) || dy.dtype() != x.dtype() || !dy.device().is_cpu() {
+        bail!("conv2d_backward: needs CPU f32/f64 tensors of one dtype")
+    }
+    match x.dtype() {
+        _ if need == (false, false) => Ok((None, None)),
+        DType::F32 => op.bwd_typed::<f32>(x, w, dy, need),
+        _ => op.bwd_typed::<f64>(x, w, dy, need),
+    }
+}
+
+/// Checks ranks, dtypes and the whole geometry of `conv2d_with(x, w, cfg)`.
+fn check_conv(x: &Tensor, w: &Tensor, cfg: &Conv2dConfig) -> Result<ConvGeometry> {
+    x.dims4()?;
+    w.dims4()?;
     if w.dtype() != x.dtype() {
         bail!(
             "conv2d: kernel is {:?}, input is {:?}",
@@ -691,47 +794,83 @@ fn check_conv(x: &Tensor, w: &Tensor) -> Result<()> {
             x.dtype()
         )
     }
-    Ok(())
+    Conv2d { config: *cfg }.geometry(x.dims(), w.dims())
+}
+
+/// Candle's `Tensor::conv2d` for devices and dtypes without a kernel; it
+/// takes one stride, padding and dilation for both axes.
+fn candle_conv2d(x: &Tensor, w: &Tensor, cfg: &Conv2dConfig) -> Result<Tensor> {
+    let Conv2dConfig {
+        stride,
+        padding,
+        dilation,
+        groups,
+    } = *cfg;
+    if stride.0 != stride.1 || padding.0 != padding.1 || dilation.0 != dilation.1 {
+        bail!(
+            "conv2d: per-axis stride/padding/dilation {cfg:?} need a CPU f32/f64 tensor \
+             (Candle's conv2d on {:?} {:?} takes one value for both axes)",
+            x.device().location(),
+            x.dtype()
+        )
+    }
+    x.conv2d(w, padding.0, stride.0, dilation.0, groups)
 }
 
 /// 2-D convolution without bias, `x: [B,C,H,W]`, `w: [O,C,kh,kw]`, with the
 /// same `stride` and zero `padding` on both axes: returns a contiguous
 /// `[B,O,Ho,Wo]`. Differentiable (first order) in `x` and `w`. On devices or
-/// dtypes without a kernel it falls back to [`Tensor::conv2d`].
+/// dtypes without a kernel it falls back to [`Tensor::conv2d`]. See
+/// [`conv2d_with`] for per-axis settings, dilation and groups.
 pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
-    check_conv(x, w)?;
-    let op = Conv2d { stride, padding };
-    op.im2col(w.dims())?.geometry(x.dims())?;
-    if !kernel_supported(x) {
-        return x.conv2d(w, padding, stride, 1, 1);
-    }
-    x.contiguous()?.apply_op2(&w.contiguous()?, op)
+    conv2d_with(x, w, &Conv2dConfig::square(stride, padding))
 }
 
-/// [`conv2d`] as the [`Im2col`] op followed by Candle's matmul, whose
-/// autograd then provides the gradients (through [`Col2im`]). Kept to
-/// compare with, and for higher-order gradients.
+/// 2-D convolution without bias, `x: [B,C,H,W]`, `w: [O,C/groups,kh,kw]`,
+/// with per-axis stride, padding and dilation and channel groups: returns a
+/// contiguous `[B,O,Ho,Wo]`, `Ho = (H + 2·ph − dh·(kh−1) − 1)/sh + 1` (and
+/// so for `Wo`). Differentiable (first order) in `x` and `w`. On devices or
+/// dtypes without a kernel it falls back to [`Tensor::conv2d`], which only
+/// takes the same value on both axes (other configurations are an error
+/// there).
+pub fn conv2d_with(x: &Tensor, w: &Tensor, cfg: &Conv2dConfig) -> Result<Tensor> {
+    check_conv(x, w, cfg)?;
+    if !kernel_supported(x) {
+        return candle_conv2d(x, w, cfg);
+    }
+    x.contiguous()?
+        .apply_op2(&w.contiguous()?, Conv2d { config: *cfg })
+}
+
+/// [`conv2d_with`] as the [`Im2col`] op followed by Candle's matmul, whose
+/// autograd then provides the gradients (through [`Col2im`]); groups run
+/// one at a time on channel slices. Kept to compare with, and for
+/// higher-order gradients.
 pub fn conv2d_unfused(
     x: &Tensor,
     w: &Tensor,
-    stride: usize,
-    padding: usize,
+    cfg: &Conv2dConfig,
     layout: ColsLayout,
 ) -> Result<Tensor> {
-    check_conv(x, w)?;
-    let (b, c, h, wd) = x.dims4()?;
-    let (o, _, kh, kw) = w.dims4()?;
-    let op = Im2col {
-        kh,
-        kw,
-        stride,
-        padding,
-        layout,
-    };
-    let g = op.geometry(&[b, c, h, wd])?;
+    check_conv(x, w, cfg)?;
     if !kernel_supported(x) {
-        return x.conv2d(w, padding, stride, 1, 1);
+        return candle_conv2d(x, w, cfg);
     }
+    if cfg.groups > 1 {
+        let (cg, og) = (w.dim(1)?, w.dim(0)? / cfg.groups);
+        let one = Conv2dConfig { groups: 1, ..*cfg };
+        let parts = (0..cfg.groups)
+            .map(|i| {
+                let (xi, wi) = (x.narrow(1, i * cg, cg)?, w.narrow(0, i * og, og)?);
+                conv2d_unfused(&xi, &wi, &one, layout)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        return Tensor::cat(&parts, 1);
+    }
+    let (b, ..) = x.dims4()?;
+    let (o, _, kh, kw) = w.dims4()?;
+    let op = Im2col::new((kh, kw), cfg, layout);
+    let g = op.geometry(x.dims())?;
     let cols = x.contiguous()?.apply_op1(op)?;
     let w2 = w.reshape((o, g.patch()))?;
     match layout {

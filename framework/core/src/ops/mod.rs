@@ -9,8 +9,14 @@
 //! - [`batch_norm::batch_norm_train`] / [`batch_norm::batch_norm_relu_train`]:
 //!   training-mode batch norm (optionally fused with ReLU), two passes over
 //!   the input forward and two backward.
-//! - [`conv2d::conv2d`]: im2col + Candle's matmul (GEMM) over chunks of
-//!   images, whose backward goes through GEMMs and a col2im scatter-add.
+//! - [`conv2d::conv2d`] / [`conv2d::conv2d_with`]: im2col + Candle's matmul
+//!   (GEMM) over chunks of images, whose backward goes through GEMMs and a
+//!   col2im scatter-add; per-axis stride, padding and dilation, groups.
+//! - [`conv1d::conv1d`]: the conv2d kernel on `[B,C,1,L]` (Candle's conv1d
+//!   gradients are wrong).
+//! - [`pool::max_pool2d`] / [`pool::avg_pool2d`]: pooling with any kernel,
+//!   stride and padding (Candle's max-pool gradient is wrong, and neither
+//!   has a backward unless kernel == stride).
 //! - [`layer_norm::layer_norm`] / [`layer_norm::rms_norm`] (and the
 //!   `LayerNorm` / `RmsNorm` modules): fused norms over the last dimension
 //!   with a backward (Candle's fused ones have none).
@@ -30,10 +36,12 @@
 //! workspace builds for baseline x86-64.
 
 pub mod batch_norm;
+pub mod conv1d;
 pub mod conv2d;
 pub mod dropout;
 pub mod layer_norm;
 pub mod linear;
+pub mod pool;
 pub mod softmax;
 
 use candle_core::{bail, CpuStorage, DType, Layout, Result, Tensor, WithDType};
