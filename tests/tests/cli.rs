@@ -112,3 +112,37 @@ fn recipe_errors_name_the_key_and_the_source() {
         "{err}"
     );
 }
+
+#[test]
+fn bench_train_step_prints_one_json_line() {
+    // the built-in workload, shrunk: ResNet-18 at width 4 on 8x8 images
+    let out = ok(&parallax(&[
+        "bench",
+        "train-step",
+        "--batch",
+        "4",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--set",
+        "encoder.width=4",
+        "--set",
+        "data.shape=[3, 8, 8]",
+    ]));
+    let line: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(line["impl"], "parallax");
+    assert_eq!(line["batch"], 4);
+    let ips = line["images_per_s"].as_f64().unwrap();
+    let step = line["step_s"].as_f64().unwrap();
+    assert!(ips > 0.0 && step > 0.0, "{line}");
+    assert!(
+        (ips * step - 4.0).abs() < 0.1,
+        "images/s = batch / step_s: {line}"
+    );
+    assert!(line["peak_rss_mib"].as_f64().unwrap() > 1.0, "{line}");
+    assert!(line["last_loss"].as_f64().unwrap().is_finite(), "{line}");
+    // a batch too small for a contrastive step is refused
+    let err = fails(&parallax(&["bench", "train-step", "--batch", "1"]));
+    assert!(err.contains("--batch must be at least 2"), "{err}");
+}

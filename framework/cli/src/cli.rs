@@ -87,6 +87,29 @@ enum BenchCommand {
         #[arg(long, default_value_t = 2)]
         warmup: usize,
     },
+    /// Full training steps (forward, backward, update) of a recipe on
+    /// random images; by default the reference workload (SimCLR,
+    /// CIFAR ResNet-18, two views, SGD) of recipes/bench/train_step.toml.
+    TrainStep {
+        /// Images per view.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Timed steps.
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        /// Untimed warm-up steps.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// Another recipe to time (its data source must give images).
+        #[arg(long)]
+        recipe: Option<PathBuf>,
+        /// Override a recipe value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Device: auto, cpu or cuda:N (overrides the recipe).
+        #[arg(long)]
+        device: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -151,6 +174,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 },
         } => {
             crate::cmd_bench_loss::run(n, d, steps, warmup)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            command:
+                BenchCommand::TrainStep {
+                    batch,
+                    steps,
+                    warmup,
+                    recipe,
+                    sets,
+                    device,
+                },
+        } => {
+            crate::cmd_bench_train_step::run(&crate::cmd_bench_train_step::TrainStepArgs {
+                recipe: recipe.as_deref(),
+                sets: &sets,
+                batch,
+                steps,
+                warmup,
+                device: device.as_deref(),
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval { run_dir, device } => {

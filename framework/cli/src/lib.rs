@@ -4,5 +4,6 @@
 
 pub mod cli;
 pub mod cmd_bench_loss;
+pub mod cmd_bench_train_step;
 pub mod cmd_verify_loss;
 pub mod plugins;

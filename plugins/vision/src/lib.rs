@@ -6,6 +6,8 @@ pub mod augment;
 pub mod embedded;
 pub mod idx;
 pub mod image;
+pub mod input_norm;
+pub mod resnet;
 pub mod small_cnn;
 pub mod sources;
 pub mod views;

@@ -11,6 +11,7 @@
 //! gradient-checked; max-pooling uses kernel == stride, where Candle's
 //! backward is right.
 
+use crate::input_norm::InputNorm;
 use candle_core::Tensor;
 use candle_nn::init::DEFAULT_KAIMING_NORMAL;
 use candle_nn::VarBuilder;
@@ -55,8 +56,7 @@ struct ConvBn {
 /// The small CNN encoder.
 pub struct SmallCnn {
     stages: Vec<Vec<ConvBn>>,
-    mean: Tensor,
-    std: Tensor,
+    norm: InputNorm,
     out_dim: usize,
 }
 
@@ -75,24 +75,7 @@ impl SmallCnn {
                 "convs_per_stage must be at least 1",
             ));
         }
-        let per_channel = |v: &[f32], what: &str| -> Result<Tensor> {
-            let v = match v.len() {
-                1 => vec![v[0]; in_channels],
-                n if n == in_channels => v.to_vec(),
-                n => {
-                    return Err(Error::invalid(
-                        "small_cnn",
-                        format!("{what} has {n} values; the images have {in_channels} channels"),
-                    ))
-                }
-            };
-            Ok(Tensor::from_vec(v, (1, in_channels, 1, 1), vb.device())?)
-        };
-        let mean = per_channel(&cfg.mean, "mean")?;
-        let std = per_channel(&cfg.std, "std")?;
-        if cfg.std.iter().any(|s| *s <= 0.0) {
-            return Err(Error::invalid("small_cnn", "std values must be > 0"));
-        }
+        let norm = InputNorm::new("small_cnn", &cfg.mean, &cfg.std, in_channels, vb.device())?;
         let mut stages = Vec::new();
         let mut c_in = in_channels;
         for (s, &c) in cfg.channels.iter().enumerate() {
@@ -109,8 +92,7 @@ impl SmallCnn {
         }
         Ok(SmallCnn {
             stages,
-            mean,
-            std,
+            norm,
             out_dim: c_in,
         })
     }
@@ -125,7 +107,7 @@ impl Encoder for SmallCnn {
                 x.dims()
             )));
         }
-        let mut x = x.broadcast_sub(&self.mean)?.broadcast_div(&self.std)?;
+        let mut x = self.norm.forward(x)?;
         let last = self.stages.len() - 1;
         for (s, stage) in self.stages.iter().enumerate() {
             for cb in stage {

@@ -26,7 +26,13 @@ pub struct BatchNorm {
 impl BatchNorm {
     /// `channels` features, eps 1e-5, momentum 0.1 (PyTorch's defaults).
     pub fn new(channels: usize, vb: VarBuilder) -> Result<Self> {
-        let weight = vb.get_with_hints(channels, "weight", Init::Const(1.0))?;
+        Self::with_scale(channels, 1.0, vb)
+    }
+
+    /// Like [`BatchNorm::new`] with the scale initialised to `scale` (0 for
+    /// a residual branch that starts as the identity).
+    pub fn with_scale(channels: usize, scale: f64, vb: VarBuilder) -> Result<Self> {
+        let weight = vb.get_with_hints(channels, "weight", Init::Const(scale))?;
         let bias = vb.get_with_hints(channels, "bias", Init::Const(0.0))?;
         let running_mean =
             Var::from_tensor(&vb.get_with_hints(channels, "running_mean", Init::Const(0.0))?)?;

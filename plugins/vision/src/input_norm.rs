@@ -1,0 +1,48 @@
+//! Per-channel input normalisation inside an encoder, so that data sources
+//! keep pixels in [0, 1] and a checkpoint carries its own statistics.
+
+use candle_core::{Device, Tensor};
+use parallax_core::error::{Error, Result};
+
+/// `(x − mean) / std` per channel on `[B, C, H, W]` images.
+pub struct InputNorm {
+    mean: Tensor,
+    inv_std: Tensor,
+}
+
+impl InputNorm {
+    /// `mean` and `std` hold one value for all channels or one per channel;
+    /// `who` names the encoder in errors.
+    pub fn new(
+        who: &str,
+        mean: &[f32],
+        std: &[f32],
+        channels: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        if std.iter().any(|s| !(*s > 0.0)) {
+            return Err(Error::invalid(who, "std values must be > 0"));
+        }
+        let per_channel = |v: &[f32], what: &str| -> Result<Tensor> {
+            let v = match v.len() {
+                1 => vec![v[0]; channels],
+                n if n == channels => v.to_vec(),
+                n => {
+                    return Err(Error::invalid(
+                        who,
+                        format!("{what} has {n} values; the images have {channels} channels"),
+                    ))
+                }
+            };
+            Ok(Tensor::from_vec(v, (1, channels, 1, 1), device)?)
+        };
+        let mean = per_channel(mean, "mean")?;
+        let inv_std = per_channel(std, "std")?.recip()?;
+        Ok(InputNorm { mean, inv_std })
+    }
+
+    /// Normalises `x: [B, C, H, W]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.broadcast_sub(&self.mean)?.broadcast_mul(&self.inv_std)?)
+    }
+}
