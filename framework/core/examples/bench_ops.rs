@@ -1,20 +1,34 @@
 //! Side-by-side timings of the custom CPU kernels in `parallax_core::ops`
-//! against Candle's own ops, forward + backward, in one run:
+//! against Candle's own ops, in one run:
 //!
 //! ```text
 //! cargo run --release -p parallax-core --example bench_ops
 //! ```
 //!
-//! Each case runs `BENCH_ITERS` (default 3) interleaved rounds after one
-//! warm-up, alternating the variants so that machine noise hits them alike;
-//! the table shows medians and the ratio to Candle's op (the last row of each
-//! case). The backward is seeded with ones (`y.backward()`), the same for
-//! every variant. `BENCH_FILTER=text` runs only the variants whose
-//! "case variant" label contains `text`.
+//! - batch norm (+ ReLU), forward and forward + backward: each case runs
+//!   `BENCH_ITERS` (default 3) interleaved rounds after one warm-up,
+//!   alternating the variants so that machine noise hits them alike; the
+//!   table shows medians and the ratio to Candle's op (the last row of each
+//!   case). The backward is seeded with ones (`y.backward()`).
+//! - conv2d on the layer shapes of a CIFAR ResNet-18 at batch 64: forward,
+//!   input gradient and kernel gradient timed separately
+//!   (`conv2d_backward` with one half asked for), in GFLOP/s and as a share
+//!   of the GEMM peak measured the same way (Candle's f32 matmul on a few
+//!   conv-like sizes), next to Candle's conv2d and the two convolutions its
+//!   autograd runs for the gradients. One JSON line per layer follows each
+//!   table row.
+//!
+//! Environment: `BENCH_FILTER=text` runs only the cases whose label
+//! contains `text` (`BENCH_FILTER=-` for the convolutions only);
+//! `BENCH_CANDLE=0` skips Candle's convolutions (slow); `BENCH_STAT=min`
+//! reports the fastest run instead of the median (steadier on a shared
+//! machine); `BENCH_GEMM="m,k,n;..."` times more GEMM sizes;
+//! `BENCH_LAYOUTS=fwd|bwd|im2col` times the GEMM stride arrangements and
+//! unfoldings that `ops::conv2d` chooses between, instead of the tables.
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use parallax_core::ops::batch_norm::{batch_norm_relu_train, batch_norm_train};
-use parallax_core::ops::conv2d::{conv2d_backward, conv2d_with, Conv2dConfig};
+use parallax_core::ops::conv2d::{conv2d_backward, conv2d_with, ColsLayout, Conv2dConfig, Im2col};
 use parallax_core::rng::Rng;
 use std::time::Instant;
 
@@ -133,6 +147,9 @@ fn time_median(iters: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
         let start = Instant::now();
         f()?;
         times.push(start.elapsed().as_secs_f64());
+    }
+    if std::env::var("BENCH_STAT").as_deref() == Ok("min") {
+        return Ok(times.iter().copied().fold(f64::INFINITY, f64::min));
     }
     Ok(median(times))
 }
@@ -259,7 +276,18 @@ fn conv_table(rng: &mut Rng, iters: usize) -> Result<()> {
             padding: 1,
         },
     ];
-    let peaks = [(512, 576, 4096), (128, 1152, 4096), (512, 4608, 1024)];
+    let mut peaks = vec![(512, 576, 4096), (128, 1152, 4096), (512, 4608, 1024)];
+    // BENCH_GEMM="m,k,n;m,k,n": more GEMM shapes to time (they count
+    // towards the peak too).
+    for shape in std::env::var("BENCH_GEMM").unwrap_or_default().split(';') {
+        let v: Vec<usize> = shape
+            .split(',')
+            .filter_map(|d| d.trim().parse().ok())
+            .collect();
+        if let &[m, k, n] = v.as_slice() {
+            peaks.push((m, k, n));
+        }
+    }
     let mut peak = 0.0f64;
     for shape in peaks {
         let gf = gemm_peak(rng, shape, iters)?;
@@ -418,6 +446,267 @@ fn main() -> Result<()> {
         }
     }
 
+    if std::env::var("BENCH_LAYOUTS").is_ok() {
+        return gemm_layouts(iters);
+    }
     conv_table(&mut rng, iters)?;
+    Ok(())
+}
+
+/// Direct `gemm` call: dst (m×n) = lhs (m×k) · rhs (k×n), strides as
+/// (row, column) pairs.
+#[allow(clippy::too_many_arguments)]
+fn raw_gemm(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    (drs, dcs): (isize, isize),
+    lhs: &[f32],
+    (lrs, lcs): (isize, isize),
+    rhs: &[f32],
+    (rrs, rcs): (isize, isize),
+) {
+    raw_gemm_acc(
+        (m, n, k),
+        dst,
+        (drs, dcs),
+        lhs,
+        (lrs, lcs),
+        rhs,
+        (rrs, rcs),
+        false,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn raw_gemm_acc(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    (drs, dcs): (isize, isize),
+    lhs: &[f32],
+    (lrs, lcs): (isize, isize),
+    rhs: &[f32],
+    (rrs, rcs): (isize, isize),
+    acc: bool,
+) {
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            dcs,
+            drs,
+            acc,
+            lhs.as_ptr(),
+            lcs,
+            lrs,
+            rhs.as_ptr(),
+            rcs,
+            rrs,
+            if acc { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(0),
+        )
+    }
+}
+
+/// `BENCH_LAYOUTS`: GEMM throughput of the stride arrangements available
+/// to the convolution (A: output channels as `m`, pixels as `n`, unfolded
+/// rows read in place; B: the transposed problem on tap-major columns; C:
+/// one GEMM per image; X: input gradient; W: kernel gradient), on chunk
+/// shapes of the ResNet-18 layers, and the cost of the two unfoldings.
+fn gemm_layouts(iters: usize) -> Result<()> {
+    for (o, k, hw, nb) in [
+        (64usize, 576usize, 1024usize, 3usize),
+        (128, 1152, 256, 7),
+        (512, 4608, 16, 28),
+        (64, 576, 1024, 16),
+        (256, 2304, 64, 14),
+    ] {
+        let n = hw * nb;
+        let w = vec![0.5f32; o * k];
+        let cols = vec![0.25f32; k * n];
+        let mut dst = vec![0.0f32; o * n];
+        let flops = 2.0 * (o * k * n) as f64;
+        let (o_, k_, n_, hw_) = (o as isize, k as isize, n as isize, hw as isize);
+        let mut run = |name: &str, f: &mut dyn FnMut(&mut [f32])| -> Result<()> {
+            let t = time_median(iters, || {
+                f(&mut dst);
+                Ok(())
+            })?;
+            println!(
+                "gemm layout O{o} K{k} N{n} (hw {hw}) {name:<40}: {:.1} GFLOP/s",
+                flops / t / 1e9
+            );
+            Ok(())
+        };
+        // A: m=O, n=N; dst [N, O] (NHWC); lhs W row-major; rhs pixel-major cols.
+        run("A m=O n=N dst[N,O] rhs pixel-major", &mut |d| {
+            raw_gemm((o, n, k), d, (1, o_), &w, (k_, 1), &cols, (1, k_))
+        })?;
+        // A2: same with W transposed storage.
+        run("A2 m=O n=N dst[N,O] lhs W^T rhs pixel", &mut |d| {
+            raw_gemm((o, n, k), d, (1, o_), &w, (1, o_), &cols, (1, k_))
+        })?;
+        // B: dst [O, N] row-major; rhs tap-major cols.
+        run("B m=O n=N dst[O,N] rhs tap-major", &mut |d| {
+            raw_gemm((o, n, k), d, (n_, 1), &w, (k_, 1), &cols, (n_, 1))
+        })?;
+        // B2: dst [O, N] row-major; rhs pixel-major.
+        run("B2 dst[O,N] rhs pixel-major", &mut |d| {
+            raw_gemm((o, n, k), d, (n_, 1), &w, (k_, 1), &cols, (1, k_))
+        })?;
+        // E: dst [N, O]; rhs tap-major.
+        run("E dst[N,O] rhs tap-major", &mut |d| {
+            raw_gemm((o, n, k), d, (1, o_), &w, (k_, 1), &cols, (n_, 1))
+        })?;
+        if std::env::var("BENCH_LAYOUTS").as_deref() == Ok("im2col") {
+            let c = k / 9;
+            let side = (hw as f64).sqrt() as usize;
+            let x = Tensor::ones((nb, c, side, side), DType::F32, &Device::Cpu)?;
+            for layout in [ColsLayout::TapMajor, ColsLayout::PixelMajor] {
+                let op = Im2col::new((3, 3), &Conv2dConfig::square(1, 1), layout);
+                let t = time_median(iters, || x.apply_op1(op).map(drop))?;
+                let gb = (k * n * 4) as f64 / 1e9;
+                println!("im2col {layout:?} C{c} {side}x{side} nb{nb}: {:.2} ms, {:.1} GB/s written, {:.1} ms per 4.8 GFLOP-equivalent", t * 1e3, gb / t, t * 1e3);
+            }
+            continue;
+        }
+        if std::env::var("BENCH_LAYOUTS").as_deref() == Ok("bwd") {
+            let mut dx = vec![0.0f32; k * n];
+            let dyv = vec![0.5f32; o * n];
+            let mut runx = |name: &str, f: &mut dyn FnMut(&mut [f32])| -> Result<()> {
+                let t = time_median(iters, || {
+                    f(&mut dx);
+                    Ok(())
+                })?;
+                println!(
+                    "gemm layout O{o} K{k} N{n} (hw {hw}) {name:<40}: {:.1} GFLOP/s",
+                    flops / t / 1e9
+                );
+                Ok(())
+            };
+            runx("X1 dx tap chunk dst[K,N] lhs dy_t", &mut |d| {
+                raw_gemm((n, k, o), d, (1, n_), &dyv, (1, n_), &w, (k_, 1))
+            })?;
+            runx("X2 dx pix dst[N,K] rhs dyT[N,O]", &mut |d| {
+                raw_gemm((k, n, o), d, (1, k_), &w, (1, k_), &dyv, (1, o_))
+            })?;
+            runx("X3 dx pix dst[N,K] rhs dy_t[O,N]", &mut |d| {
+                raw_gemm((k, n, o), d, (1, k_), &w, (1, k_), &dyv, (n_, 1))
+            })?;
+            runx("X4 dx per-image tap from dy", &mut |d| {
+                for i in 0..nb {
+                    raw_gemm(
+                        (hw, k, o),
+                        &mut d[i * k * hw..],
+                        (1, hw_),
+                        &dyv[i * o * hw..],
+                        (1, hw_),
+                        &w,
+                        (k_, 1),
+                    );
+                }
+            })?;
+            let mut dwv = vec![0.0f32; o * k];
+            let mut runw = |name: &str, f: &mut dyn FnMut(&mut [f32])| -> Result<()> {
+                let t = time_median(iters, || {
+                    f(&mut dwv);
+                    Ok(())
+                })?;
+                println!(
+                    "gemm layout O{o} K{k} N{n} (hw {hw}) {name:<40}: {:.1} GFLOP/s",
+                    flops / t / 1e9
+                );
+                Ok(())
+            };
+            runw("W1 dw tap cols, dy_t", &mut |d| {
+                raw_gemm((o, k, n), d, (k_, 1), &dyv, (n_, 1), &cols, (1, n_))
+            })?;
+            runw("W1t dw^T tap cols, dy_t", &mut |d| {
+                raw_gemm((k, o, n), d, (1, k_), &cols, (n_, 1), &dyv, (1, n_))
+            })?;
+            runw("W2 dw pix cols, dyT", &mut |d| {
+                raw_gemm((o, k, n), d, (k_, 1), &dyv, (1, o_), &cols, (k_, 1))
+            })?;
+            runw("W2b dw pix cols, dy_t", &mut |d| {
+                raw_gemm((o, k, n), d, (k_, 1), &dyv, (n_, 1), &cols, (k_, 1))
+            })?;
+            runw("W3 dw tap cols, dy per image acc", &mut |d| {
+                for i in 0..nb {
+                    raw_gemm_acc(
+                        (o, k, hw),
+                        d,
+                        (k_, 1),
+                        &dyv[i * o * hw..],
+                        (hw_, 1),
+                        &cols[i * hw..],
+                        (1, n_),
+                        i > 0,
+                    );
+                }
+            })?;
+            runw("W4 dw img-tap cols, dy per image acc", &mut |d| {
+                for i in 0..nb {
+                    raw_gemm_acc(
+                        (o, k, hw),
+                        d,
+                        (k_, 1),
+                        &dyv[i * o * hw..],
+                        (hw_, 1),
+                        &cols[i * k * hw..],
+                        (1, hw_),
+                        i > 0,
+                    );
+                }
+            })?;
+            continue;
+        }
+        // C: per image, dst [O, hw] per image (NCHW), rhs tap-major chunk.
+        run("C per-image dst[O,hw] rhs tap-major", &mut |d| {
+            for i in 0..nb {
+                raw_gemm(
+                    (o, hw, k),
+                    &mut d[i * o * hw..],
+                    (hw_, 1),
+                    &w,
+                    (k_, 1),
+                    &cols[i * hw..],
+                    (n_, 1),
+                );
+            }
+        })?;
+        // C2: per image, rhs per-image tap-major [K, hw].
+        run("C2 per-image dst[O,hw] rhs img tap-major", &mut |d| {
+            for i in 0..nb {
+                raw_gemm(
+                    (o, hw, k),
+                    &mut d[i * o * hw..],
+                    (hw_, 1),
+                    &w,
+                    (k_, 1),
+                    &cols[i * k * hw..],
+                    (hw_, 1),
+                );
+            }
+        })?;
+        // C3: per image, rhs pixel-major.
+        run("C3 per-image dst[O,hw] rhs pixel-major", &mut |d| {
+            for i in 0..nb {
+                raw_gemm(
+                    (o, hw, k),
+                    &mut d[i * o * hw..],
+                    (hw_, 1),
+                    &w,
+                    (k_, 1),
+                    &cols[i * hw * k..],
+                    (1, k_),
+                );
+            }
+        })?;
+    }
     Ok(())
 }

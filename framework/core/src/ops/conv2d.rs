@@ -39,7 +39,7 @@
 use super::{contiguous_slice, kernel_supported, par_init, simd, split_ranges, Real};
 use candle_core::backend::BackendStorage;
 use candle_core::{
-    bail, CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Storage, Tensor,
+    bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor,
 };
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -595,6 +595,325 @@ fn tensor_data<T: Real>(t: &Tensor, f: impl FnOnce(&[T]) -> Result<()>) -> Resul
     f(contiguous_slice::<T>(storage, layout, "conv2d")?)
 }
 
+/// A `rows×cols` matrix view of a slice, with row and column strides.
+#[derive(Clone, Copy)]
+struct Mat<'a, T> {
+    data: &'a [T],
+    rs: usize,
+    cs: usize,
+}
+
+/// Elements a `rows×cols` matrix with strides `(rs, cs)` spans.
+fn span(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * rs + (cols - 1) * cs + 1
+    }
+}
+
+/// Where [`gemm`] writes: a fresh buffer (every element written) or one
+/// it adds onto.
+enum Dst<'a, T> {
+    Fresh(&'a mut [MaybeUninit<T>]),
+    Add(&'a mut [T]),
+}
+
+/// `dst (m×n) [+]= lhs (m×k) · rhs (k×n)` with the `gemm` crate (the GEMM
+/// under Candle's matmul), on the rayon pool; `(drs, dcs)` are the strides
+/// of `dst`. The strides let the kernels below multiply views in place —
+/// no transposed copies, no zero-fill of fresh outputs, and accumulation
+/// without a temporary.
+fn gemm<T: Real>(
+    (m, n, k): (usize, usize, usize),
+    dst: Dst<'_, T>,
+    (drs, dcs): (usize, usize),
+    lhs: Mat<'_, T>,
+    rhs: Mat<'_, T>,
+) {
+    let (ptr, len, read) = match dst {
+        Dst::Fresh(d) => (d.as_mut_ptr() as *mut T, d.len(), false),
+        Dst::Add(d) => (d.as_mut_ptr(), d.len(), true),
+    };
+    assert!(span(m, n, drs, dcs) <= len, "gemm: destination too small");
+    assert!(
+        span(m, k, lhs.rs, lhs.cs) <= lhs.data.len(),
+        "gemm: lhs too small"
+    );
+    assert!(
+        span(k, n, rhs.rs, rhs.cs) <= rhs.data.len(),
+        "gemm: rhs too small"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !read {
+            for i in 0..m {
+                for j in 0..n {
+                    // SAFETY: inside the span checked above.
+                    unsafe { ptr.add(i * drs + j * dcs).write(T::zero()) };
+                }
+            }
+        }
+        return;
+    }
+    // SAFETY: the three spans were checked against the slices above;
+    // `T` is f32 or f64, which `gemm` supports; `dst` does not overlap the
+    // inputs (a unique borrow).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            ptr,
+            dcs as isize,
+            drs as isize,
+            read,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(0),
+        )
+    }
+}
+
+/// `dst = srcᵀ` for a row-major `rows×cols` `src`, in cache-sized blocks.
+#[inline(always)]
+fn transpose<T: Real>(src: &[T], rows: usize, cols: usize, dst: &mut [MaybeUninit<T>]) {
+    const BLOCK: usize = 32;
+    for i0 in (0..rows).step_by(BLOCK) {
+        let i1 = (i0 + BLOCK).min(rows);
+        for j0 in (0..cols).step_by(BLOCK) {
+            let j1 = (j0 + BLOCK).min(cols);
+            for j in j0..j1 {
+                let d = &mut dst[j * rows..][i0..i1];
+                for (o, i) in d.iter_mut().zip(i0..i1) {
+                    o.write(src[i * cols + j]);
+                }
+            }
+        }
+    }
+}
+
+/// Per-image transposes `[nb, rows, cols] -> [nb, cols, rows]` in parallel.
+fn transpose_images<T: Real>(
+    src: &[T],
+    (nb, rows, cols): (usize, usize, usize),
+    dst: &mut [MaybeUninit<T>],
+) {
+    let len = rows * cols;
+    if len == 0 {
+        return;
+    }
+    dst[..nb * len]
+        .par_chunks_mut(len)
+        .zip(src[..nb * len].par_chunks(len))
+        .for_each(|(d, s)| {
+            simd(
+                #[inline(always)]
+                || transpose(s, rows, cols, d),
+            )
+        });
+}
+
+/// A fresh vector of `n` elements filled by `fill`, which must write every
+/// element.
+fn filled<T: Real>(n: usize, fill: impl FnOnce(&mut [MaybeUninit<T>])) -> Vec<T> {
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    fill(&mut v.spare_capacity_mut()[..n]);
+    // SAFETY: `fill` wrote all `n` elements (its contract), and `T: Copy`.
+    unsafe { v.set_len(n) };
+    v
+}
+
+/// The convolution on channels-last data: images `[nb, H, W, C]` unfold
+/// into one row per output pixel, `[nb·Ho·Wo, K]` with `K = C·kh·kw` in
+/// the order `(group, ky, kx, channel in group)`, so that each tap of a
+/// pixel copies a contiguous run of channels. With the pixels as the GEMM's
+/// `n` and the output channels as its `m`, `gemm` reads these rows in place
+/// (no packing of the large operand), the arrangement that measured fastest
+/// for all three products (`examples/bench_ops.rs`).
+struct Nhwc<'a> {
+    g: &'a ConvGeometry,
+    groups: usize,
+}
+
+impl Nhwc<'_> {
+    /// Channels per group.
+    fn cg(&self) -> usize {
+        self.g.c / self.groups
+    }
+
+    /// Unfolds channels-last `xt: [nb, H, W, C]` into `[nb·Ho·Wo, K]`.
+    fn im2col<T: Real>(&self, xt: &[T], nb: usize) -> Vec<T> {
+        let g = self.g;
+        let (k, rows) = (g.patch(), nb * g.ho);
+        filled(rows * g.wo * k, |out| {
+            if k == 0 {
+                return;
+            }
+            out.par_chunks_mut(g.wo * k)
+                .enumerate()
+                .for_each(|(r, dst)| {
+                    simd(
+                        #[inline(always)]
+                        || self.im2col_row(xt, r, dst),
+                    )
+                })
+        })
+    }
+
+    /// Output row `r = (b, oy)`: `dst` is `[Wo, K]`.
+    #[inline(always)]
+    fn im2col_row<T: Real>(&self, xt: &[T], r: usize, dst: &mut [MaybeUninit<T>]) {
+        let g = self.g;
+        let (b, oy) = (r / g.ho, r % g.ho);
+        let cg = self.cg();
+        let image = &xt[b * g.h * g.w * g.c..][..g.h * g.w * g.c];
+        for (ox, patch) in dst.chunks_exact_mut(g.patch()).enumerate() {
+            let ix0 = (ox * g.stride.1) as isize - g.padding.1 as isize;
+            let mut runs = patch.chunks_exact_mut(cg);
+            for grp in 0..self.groups {
+                for ky in 0..g.kh {
+                    let iy = g.row(oy, ky);
+                    for kx in 0..g.kw {
+                        let run = runs.next().expect("patch holds K elements");
+                        let ix = ix0 + (kx * g.dilation.1) as isize;
+                        match iy {
+                            Some(iy) if ix >= 0 && (ix as usize) < g.w => {
+                                let at = (iy * g.w + ix as usize) * g.c + grp * cg;
+                                for (o, &v) in run.iter_mut().zip(&image[at..at + cg]) {
+                                    o.write(v);
+                                }
+                            }
+                            _ => {
+                                for o in run.iter_mut() {
+                                    o.write(T::zero());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The adjoint of [`Self::im2col`]: adds `cols: [nb·Ho·Wo, K]` onto
+    /// channels-last `dxt: [nb, H, W, C]` (one task per image).
+    fn col2im<T: Real>(&self, cols: &[T], dxt: &mut [T]) {
+        let g = self.g;
+        let (k, hwc, cg) = (g.patch(), g.h * g.w * g.c, self.cg());
+        if hwc == 0 || k == 0 {
+            return;
+        }
+        dxt.par_chunks_mut(hwc).enumerate().for_each(|(b, image)| {
+            simd(
+                #[inline(always)]
+                || {
+                    let img_cols = &cols[b * g.ho * g.wo * k..][..g.ho * g.wo * k];
+                    for (p, patch) in img_cols.chunks_exact(k).enumerate() {
+                        let (oy, ox) = (p / g.wo, p % g.wo);
+                        let ix0 = (ox * g.stride.1) as isize - g.padding.1 as isize;
+                        let mut runs = patch.chunks_exact(cg);
+                        for grp in 0..self.groups {
+                            for ky in 0..g.kh {
+                                let iy = g.row(oy, ky);
+                                for kx in 0..g.kw {
+                                    let run = runs.next().expect("patch holds K elements");
+                                    let ix = ix0 + (kx * g.dilation.1) as isize;
+                                    if let Some(iy) = iy.filter(|_| ix >= 0 && (ix as usize) < g.w)
+                                    {
+                                        let at = (iy * g.w + ix as usize) * g.c + grp * cg;
+                                        for (o, &v) in image[at..at + cg].iter_mut().zip(run) {
+                                            *o += v;
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                },
+            )
+        });
+    }
+
+    /// The kernel `w: [O, C/G, kh, kw]` as `[O, kh·kw·C/G]` in the order
+    /// `(ky, kx, channel)` of the unfolded rows.
+    fn kernel_rows<T: Real>(&self, w: &[T], o: usize) -> Vec<T> {
+        let (g, cg) = (self.g, self.cg());
+        let taps = g.kh * g.kw;
+        filled(o * taps * cg, |out| {
+            for (oi, row) in out.chunks_exact_mut(taps * cg).enumerate() {
+                for (t, run) in row.chunks_exact_mut(cg).enumerate() {
+                    for (ci, v) in run.iter_mut().enumerate() {
+                        v.write(w[(oi * cg + ci) * taps + t]);
+                    }
+                }
+            }
+        })
+    }
+
+    /// The inverse of [`Self::kernel_rows`].
+    fn kernel_from_rows<T: Real>(&self, rows: &[T], o: usize) -> Vec<T> {
+        let (g, cg) = (self.g, self.cg());
+        let taps = g.kh * g.kw;
+        filled(o * taps * cg, |out| {
+            for (i, v) in out.iter_mut().enumerate() {
+                let (oi, ci, t) = (i / (cg * taps), (i / taps) % cg, i % taps);
+                v.write(rows[(oi * taps + t) * cg + ci]);
+            }
+        })
+    }
+
+    /// Channels-last input gradient `[nb, H, W, C]` of a chunk from the
+    /// kernel rows `wr: [O, K/G]` and the output gradient `dyt: [O, pixels]`.
+    fn input_grad<T: Real>(&self, wr: &[T], dyt: &[T], (nb, o): (usize, usize)) -> Vec<T> {
+        let g = self.g;
+        let (k, n) = (g.patch(), nb * g.ho * g.wo);
+        let (og, kg) = (o / self.groups, k / self.groups);
+        let dcols = filled(n * k, |d| {
+            for grp in 0..self.groups {
+                gemm(
+                    (kg, n, og),
+                    Dst::Fresh(&mut d[grp * kg..]),
+                    (1, k),
+                    Mat {
+                        data: &wr[grp * og * kg..],
+                        rs: 1,
+                        cs: kg,
+                    },
+                    Mat {
+                        data: &dyt[grp * og * n..],
+                        rs: n,
+                        cs: 1,
+                    },
+                );
+            }
+        });
+        let mut dxt = vec![T::zero(); nb * g.h * g.w * g.c];
+        self.col2im(&dcols, &mut dxt);
+        dxt
+    }
+
+    /// The unfolded rows of images `x: [nb, C, H, W]`: transposed to
+    /// channels-last, then unfolded.
+    fn unfold<T: Real>(&self, x: &[T], nb: usize) -> Vec<T> {
+        let g = self.g;
+        let hw = g.h * g.w;
+        let xt = filled(nb * hw * g.c, |d| transpose_images(x, (nb, g.c, hw), d));
+        self.im2col(&xt, nb)
+    }
+}
+
 impl Conv2d {
     /// The geometry of input `x_dims` and kernel `w_dims`, checked.
     fn geometry(&self, x_dims: &[usize], w_dims: &[usize]) -> Result<ConvGeometry> {
@@ -619,37 +938,88 @@ impl Conv2d {
         Ok(g)
     }
 
+    /// Forward: per chunk of images, unfold, one GEMM per group, and move
+    /// the product into `[nb, O, Ho·Wo]` (see [`Path`]).
     fn fwd<T: Real>(&self, x: &[T], w: &[T], g: &ConvGeometry, o: usize) -> Result<Vec<T>> {
         let groups = self.config.groups;
+        let nhwc = Nhwc { g, groups };
         let (k, hw, chw) = (g.patch(), g.ho * g.wo, g.c * g.h * g.w);
         let (og, kg) = (o / groups, k / groups);
         let len = g.b * o * hw;
         if len == 0 {
             return Ok(Vec::new());
         }
-        let w3 = Tensor::from_slice(w, (groups, og, kg), &Device::Cpu)?;
-        let mut out: Vec<T> = Vec::with_capacity(len);
-        let spare = &mut out.spare_capacity_mut()[..len];
-        for r in image_chunks::<T>(g) {
-            let sub = ConvGeometry { b: r.len(), ..*g };
-            let cols = im2col_taps(&x[r.start * chw..r.end * chw], &sub);
-            let cols = Tensor::from_vec(cols, (groups, kg, sub.rows()), &Device::Cpu)?;
-            // [G, O/G, K/G]·[G, K/G, nb·Ho·Wo] -> [O, nb, Ho·Wo] -> [nb, O, Ho·Wo]
-            tensor_data::<T>(&w3.matmul(&cols)?, |y| {
-                spare[r.start * o * hw..r.end * o * hw]
-                    .par_chunks_mut(o * hw)
-                    .enumerate()
-                    .for_each(|(i, img)| swapped_row(y, (o, r.len(), hw), i, img));
-                Ok(())
-            })?;
-        }
-        // SAFETY: the chunks cover all images, and each image's `o·hw`
-        // elements were written above.
-        unsafe { out.set_len(len) };
-        Ok(out)
+        let path = Path::forward(g);
+        let wr = match path {
+            Path::Nhwc => nhwc.kernel_rows(w, o),
+            Path::Taps => Vec::new(),
+        };
+        Ok(filled(len, |out| {
+            for r in image_chunks::<T>(g) {
+                let (nb, n) = (r.len(), r.len() * hw);
+                let xs = &x[r.start * chw..r.end * chw];
+                let out = &mut out[r.start * o * hw..r.end * o * hw];
+                match path {
+                    Path::Nhwc => {
+                        let cols = nhwc.unfold(xs, nb);
+                        // [pixels, O], then per image [Ho·Wo, O] -> [O, Ho·Wo].
+                        let y = filled(n * o, |y| {
+                            for grp in 0..groups {
+                                gemm(
+                                    (og, n, kg),
+                                    Dst::Fresh(&mut y[grp * og..]),
+                                    (1, o),
+                                    Mat {
+                                        data: &wr[grp * og * kg..],
+                                        rs: kg,
+                                        cs: 1,
+                                    },
+                                    Mat {
+                                        data: &cols[grp * kg..],
+                                        rs: 1,
+                                        cs: k,
+                                    },
+                                );
+                            }
+                        });
+                        transpose_images(&y, (nb, hw, o), out);
+                    }
+                    Path::Taps => {
+                        let sub = ConvGeometry { b: nb, ..*g };
+                        let cols = im2col_taps(xs, &sub);
+                        // [O, nb, Ho·Wo], then the two outer axes swapped.
+                        let y = filled(o * n, |y| {
+                            for grp in 0..groups {
+                                gemm(
+                                    (og, n, kg),
+                                    Dst::Fresh(&mut y[grp * og * n..]),
+                                    (n, 1),
+                                    Mat {
+                                        data: &w[grp * og * kg..],
+                                        rs: kg,
+                                        cs: 1,
+                                    },
+                                    Mat {
+                                        data: &cols[grp * kg * n..],
+                                        rs: n,
+                                        cs: 1,
+                                    },
+                                );
+                            }
+                        });
+                        out.par_chunks_mut(o * hw)
+                            .enumerate()
+                            .for_each(|(i, img)| swapped_row(&y, (o, nb, hw), i, img));
+                    }
+                }
+            }
+        }))
     }
 
-    /// (dx, dw) for CPU tensors of dtype `T`.
+    /// (dx, dw) for CPU tensors of dtype `T`: per chunk of images, the
+    /// output gradient as `[O, pixels]` (one copy), then `dw += dyᵀ·cols`
+    /// into one buffer, and `dcols = wᵀ·dy` folded back onto `dx` (each
+    /// product on its own [`Path`]).
     fn bwd_typed<T: Real>(
         &self,
         x: &Tensor,
@@ -659,53 +1029,159 @@ impl Conv2d {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let groups = self.config.groups;
         let g = self.geometry(x.dims(), w.dims())?;
+        let nhwc = Nhwc { g: &g, groups };
         let (o, k, hw, chw) = (w.dim(0)?, g.patch(), g.ho * g.wo, g.c * g.h * g.w);
         let (og, kg) = (o / groups, k / groups);
-        let w3t = w.reshape((groups, og, kg))?.t()?;
-        let (x, dy) = (x.contiguous()?, dy.contiguous()?);
-        let mut dx = vec![T::zero(); if need_x { g.input_len() } else { 0 }];
-        let mut dw: Option<Tensor> = None;
+        let (x, w, dy) = (x.contiguous()?, w.contiguous()?, dy.contiguous()?);
+        let (dx_path, dw_path) = (Path::input_grad(&g), Path::kernel_grad(&g));
+        // The Taps path adds onto a zeroed `dx`; the Nhwc path writes every
+        // element once (its transposes), into spare capacity.
+        let mut dx = match (need_x, dx_path) {
+            (false, _) => Vec::new(),
+            (true, Path::Taps) => vec![T::zero(); g.input_len()],
+            (true, Path::Nhwc) => Vec::with_capacity(g.input_len()),
+        };
+        let mut dw = vec![T::zero(); if need_w { o * kg } else { 0 }];
         tensor_data::<T>(&x, |xs| {
-            tensor_data::<T>(&dy, |dys| {
-                for r in image_chunks::<T>(&g) {
-                    let sub = ConvGeometry { b: r.len(), ..g };
-                    // dy of these images as [O, nb·Ho·Wo].
-                    let src = &dys[r.start * o * hw..r.end * o * hw];
-                    let dyt = par_init(src.len(), sub.rows(), |i, row| {
-                        swapped_row(src, (r.len(), o, hw), i, row)
-                    });
-                    let dyt = Tensor::from_vec(dyt, (groups, og, sub.rows()), &Device::Cpu)?;
-                    if need_w {
-                        let cols = im2col_taps(&xs[r.start * chw..r.end * chw], &sub);
-                        let cols = Tensor::from_vec(cols, (groups, kg, sub.rows()), &Device::Cpu)?;
-                        let part = dyt.matmul(&cols.t()?)?;
-                        dw = Some(match dw.take() {
-                            Some(acc) => (acc + part)?,
-                            None => part,
-                        });
+            tensor_data::<T>(&w, |ws| {
+                tensor_data::<T>(&dy, |dys| {
+                    let wr = match (need_x, dx_path) {
+                        (true, Path::Nhwc) => nhwc.kernel_rows(ws, o),
+                        _ => Vec::new(),
+                    };
+                    for r in image_chunks::<T>(&g) {
+                        let (nb, n) = (r.len(), r.len() * hw);
+                        let sub = ConvGeometry { b: nb, ..g };
+                        let xs = &xs[r.start * chw..r.end * chw];
+                        // dy of these images as [O, nb·Ho·Wo].
+                        let src = &dys[r.start * o * hw..r.end * o * hw];
+                        let dyt =
+                            par_init(src.len(), n, |i, row| swapped_row(src, (nb, o, hw), i, row));
+                        if need_w {
+                            // Rows (ky, kx, c) on the Nhwc path, (c, ky, kx)
+                            // on the Taps path: reordered at the end.
+                            let (cols, rhs) = match dw_path {
+                                Path::Nhwc => (nhwc.unfold(xs, nb), (k, 1)),
+                                Path::Taps => (im2col_taps(xs, &sub), (1, n)),
+                            };
+                            for grp in 0..groups {
+                                let off = match dw_path {
+                                    Path::Nhwc => grp * kg,
+                                    Path::Taps => grp * kg * n,
+                                };
+                                gemm(
+                                    (og, kg, n),
+                                    Dst::Add(&mut dw[grp * og * kg..]),
+                                    (kg, 1),
+                                    Mat {
+                                        data: &dyt[grp * og * n..],
+                                        rs: n,
+                                        cs: 1,
+                                    },
+                                    Mat {
+                                        data: &cols[off..],
+                                        rs: rhs.0,
+                                        cs: rhs.1,
+                                    },
+                                );
+                            }
+                        }
+                        if need_x {
+                            match dx_path {
+                                Path::Nhwc => {
+                                    let dxt = nhwc.input_grad(&wr, &dyt, (nb, o));
+                                    let spare =
+                                        &mut dx.spare_capacity_mut()[r.start * chw..r.end * chw];
+                                    transpose_images(&dxt, (nb, g.h * g.w, g.c), spare);
+                                }
+                                Path::Taps => {
+                                    let dcols = filled(k * n, |d| {
+                                        for grp in 0..groups {
+                                            gemm(
+                                                (kg, n, og),
+                                                Dst::Fresh(&mut d[grp * kg * n..]),
+                                                (n, 1),
+                                                Mat {
+                                                    data: &ws[grp * og * kg..],
+                                                    rs: 1,
+                                                    cs: kg,
+                                                },
+                                                Mat {
+                                                    data: &dyt[grp * og * n..],
+                                                    rs: n,
+                                                    cs: 1,
+                                                },
+                                            );
+                                        }
+                                    });
+                                    let dxs = &mut dx[r.start * chw..r.end * chw];
+                                    col2im_taps_into(&dcols, &sub, dxs);
+                                }
+                            }
+                        }
                     }
-                    if need_x {
-                        let dxs = &mut dx[r.start * chw..r.end * chw];
-                        tensor_data::<T>(&w3t.matmul(&dyt)?, |dcols| {
-                            col2im_taps_into(dcols, &sub, dxs);
-                            Ok(())
-                        })?;
-                    }
-                }
-                Ok(())
+                    Ok(())
+                })
             })
         })?;
         let dx = if need_x {
+            if dx_path == Path::Nhwc {
+                // SAFETY: the chunks cover all images, and each chunk's
+                // `nb·chw` elements were written by its transpose.
+                unsafe { dx.set_len(g.input_len()) };
+            }
             Some(Tensor::from_vec(dx, x.shape(), x.device())?)
         } else {
             None
         };
-        let dw = match dw {
-            Some(dw) => Some(dw.reshape(w.shape())?),
-            None if need_w => Some(w.zeros_like()?), // an empty batch
-            None => None,
+        let dw = if need_w {
+            let dw = match dw_path {
+                Path::Nhwc => nhwc.kernel_from_rows(&dw, o),
+                Path::Taps => dw,
+            };
+            Some(Tensor::from_vec(dw, w.shape(), w.device())?)
+        } else {
+            None
         };
         Ok((dx, dw))
+    }
+}
+
+/// How one product of [`Conv2d`] lays out its unfolded input. Measured on
+/// the CIFAR ResNet-18 shapes (`examples/bench_ops.rs`): the channels-last
+/// [`Nhwc`] rows win where the images are large (the pixels make a long
+/// GEMM operand that `gemm` reads in place) and for the input gradient of
+/// any kernel wider than 1x1; the tap-major columns win for 1x1 kernels and
+/// small outputs, where the transposes of [`Nhwc`] cost more than they save.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    Taps,
+    Nhwc,
+}
+
+impl Path {
+    fn wide(g: &ConvGeometry) -> bool {
+        g.kh * g.kw > 1
+    }
+
+    fn forward(g: &ConvGeometry) -> Self {
+        if Self::wide(g) && g.ho * g.wo >= 64 {
+            Path::Nhwc
+        } else {
+            Path::Taps
+        }
+    }
+
+    fn input_grad(g: &ConvGeometry) -> Self {
+        if Self::wide(g) {
+            Path::Nhwc
+        } else {
+            Path::Taps
+        }
+    }
+
+    fn kernel_grad(g: &ConvGeometry) -> Self {
+        Self::forward(g)
     }
 }
 
@@ -771,7 +1247,10 @@ pub fn conv2d_backward(
     let g = check_conv(x, w, cfg)?;
     let expect = [g.b, w.dim(0)?, g.ho, g.wo];
     if dy.dims() != expect {
-        bail!("conv2d: output gradient is {:?}, expected {expect:?}", dy.dims())
+        bail!(
+            "conv2d: output gradient is {:?}, expected {expect:?}",
+            dy.dims()
+        )
     }
     if !kernel_supported(x) || dy.dtype() != x.dtype() || !dy.device().is_cpu() {
         bail!("conv2d_backward: needs CPU f32/f64 tensors of one dtype")
