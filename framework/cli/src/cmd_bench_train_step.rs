@@ -9,7 +9,9 @@
 //! `{"impl":"parallax","batch":..,"step_s":..,"images_per_s":..,"peak_rss_mib":..}`,
 //! where `step_s` is the mean over `steps` timed steps after `warmup` untimed
 //! ones, `images_per_s` is `batch / step_s` (the views of an image count
-//! once) and `peak_rss_mib` the process's peak resident memory.
+//! once) and `peak_rss_mib` the process's peak resident memory; `forward_s`,
+//! `backward_s` and `update_s` split the step (on CPU, where ops run
+//! synchronously).
 
 use std::path::Path;
 use std::time::Instant;
@@ -72,29 +74,39 @@ pub fn run(a: &TrainStepArgs) -> Result<()> {
             Ok(b)
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut step = |i: usize| -> Result<f64> {
+    // seconds spent in the forward pass, the backward pass and the update
+    let mut phases = [0.0f64; 3];
+    let mut step = |i: usize, phases: &mut [f64; 3]| -> Result<f64> {
+        let t0 = Instant::now();
         let mut ctx = ForwardCtx::train(Rng::derive(recipe.seed, "step", &[i as u64]));
         let out = exp.method.step(&views, &mut ctx)?;
+        let t1 = Instant::now();
         let grads = out.loss.backward()?;
+        let t2 = Instant::now();
         opt.step(&grads, spec.lr)?;
         exp.method.after_step(&parallax_core::methods::StepInfo {
             step: i as u64 + 1,
             total_steps: (a.warmup + a.steps) as u64,
         })?;
+        drop(grads);
+        let t3 = Instant::now();
         let v = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         ensure!(
             v.is_finite(),
             "bench train-step: the loss is {v} at step {i}"
         );
+        for (p, d) in phases.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2]) {
+            *p += d.as_secs_f64();
+        }
         Ok(v)
     };
     for i in 0..a.warmup {
-        step(i)?;
+        step(i, &mut [0.0; 3])?;
     }
     let start = Instant::now();
     let mut last = 0.0;
     for i in a.warmup..a.warmup + a.steps {
-        last = step(i)?;
+        last = step(i, &mut phases)?;
     }
     // on CUDA, wait for the queued kernels
     dev.synchronize()?;
@@ -109,6 +121,9 @@ pub fn run(a: &TrainStepArgs) -> Result<()> {
         "step_s": (step_s * 1e4).round() / 1e4,
         "images_per_s": (a.batch as f64 / step_s * 100.0).round() / 100.0,
         "peak_rss_mib": peak_rss_mib().map(|m| (m * 10.0).round() / 10.0),
+        "forward_s": (phases[0] / a.steps as f64 * 1e4).round() / 1e4,
+        "backward_s": (phases[1] / a.steps as f64 * 1e4).round() / 1e4,
+        "update_s": (phases[2] / a.steps as f64 * 1e4).round() / 1e4,
         "last_loss": last,
     });
     println!("{line}");
