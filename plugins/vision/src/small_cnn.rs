@@ -6,10 +6,11 @@
 //! normalised with `mean` / `std` inside the encoder, so data sources keep
 //! pixels in [0, 1].
 //!
-//! Convolution and batch norm (+ ReLU) run on the project's kernels
-//! (`parallax_core::ops`: im2col + GEMM, fused batch norm), each
-//! gradient-checked; max-pooling uses kernel == stride, where Candle's
-//! backward is right.
+//! Convolution, batch norm (+ ReLU) and max-pooling run on the project's
+//! kernels (`parallax_core::ops`: im2col + GEMM, fused batch norm,
+//! pooling), each gradient-checked: Candle's own `max_pool2d` backward
+//! divides the gradient by kernel² (`candle_defect_*` in parallax-core's
+//! `tests/gradcheck_conv.rs`).
 
 use crate::input_norm::InputNorm;
 use candle_core::Tensor;
@@ -20,6 +21,7 @@ use parallax_core::error::{Error, Result};
 use parallax_core::nn::batch_norm::BatchNorm;
 use parallax_core::nn::encoder::{Encoder, EncoderCtx, ForwardCtx};
 use parallax_core::ops::conv2d::conv2d;
+use parallax_core::ops::pool::max_pool2d;
 use serde::Deserialize;
 
 /// `[encoder] name = "small_cnn"` options.
@@ -115,7 +117,7 @@ impl Encoder for SmallCnn {
                 x = cb.bn.forward(&x, ctx.train, true)?;
             }
             if s < last && x.dim(2)? >= 2 && x.dim(3)? >= 2 {
-                x = x.max_pool2d(2)?;
+                x = max_pool2d(&x, 2, 2, 0)?;
             }
         }
         Ok(x.mean(3)?.mean(2)?)
