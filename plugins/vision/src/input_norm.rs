@@ -20,7 +20,7 @@ impl InputNorm {
         channels: usize,
         device: &Device,
     ) -> Result<Self> {
-        if std.iter().any(|s| !(*s > 0.0)) {
+        if std.iter().any(|s| s.is_nan() || *s <= 0.0) {
             return Err(Error::invalid(who, "std values must be > 0"));
         }
         let per_channel = |v: &[f32], what: &str| -> Result<Tensor> {
