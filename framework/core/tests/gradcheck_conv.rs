@@ -104,11 +104,13 @@ fn conv2d_cases() -> Vec<([usize; 4], [usize; 4], Conv2dConfig)> {
         // The CIFAR ResNet's stride-2 3x3 and 1x1 downsample, non-square.
         ([2, 3, 6, 8], [4, 3, 3, 3], cfg((2, 2), (1, 1), (1, 1), 1)),
         ([2, 3, 5, 8], [4, 3, 1, 1], cfg((2, 2), (0, 0), (1, 1), 1)),
-        // At least 64 output pixels per image: the forward and kernel
-        // gradient take the channels-last path (the ones above, the
-        // tap-major one), with groups, dilation and per-axis settings.
-        ([1, 4, 9, 10], [4, 2, 3, 2], cfg((1, 1), (2, 1), (2, 1), 2)),
-        ([2, 3, 12, 17], [2, 3, 3, 3], cfg((1, 2), (1, 0), (1, 1), 1)),
+        // At least 16 channels per group: the input gradient takes the
+        // channels-last path (the ones above, the tap-major one); with at
+        // least 64 output pixels per image, the forward and kernel gradient
+        // too. With groups, dilation and per-axis settings.
+        ([1, 32, 9, 10], [4, 16, 3, 2], cfg((1, 1), (2, 1), (2, 1), 2)),
+        ([1, 16, 12, 17], [2, 16, 3, 3], cfg((1, 2), (1, 0), (1, 1), 1)),
+        ([2, 16, 5, 4], [3, 16, 3, 3], cfg((2, 1), (1, 1), (1, 1), 1)),
         // Padding wider than the dilated kernel reaches.
         ([1, 2, 3, 2], [2, 2, 2, 2], cfg((1, 1), (2, 3), (2, 1), 1)),
     ]

@@ -949,7 +949,7 @@ impl Conv2d {
         if len == 0 {
             return Ok(Vec::new());
         }
-        let path = Path::forward(g);
+        let path = Path::forward(g, groups);
         let wr = match path {
             Path::Nhwc => nhwc.kernel_rows(w, o),
             Path::Taps => Vec::new(),
@@ -1033,7 +1033,7 @@ impl Conv2d {
         let (o, k, hw, chw) = (w.dim(0)?, g.patch(), g.ho * g.wo, g.c * g.h * g.w);
         let (og, kg) = (o / groups, k / groups);
         let (x, w, dy) = (x.contiguous()?, w.contiguous()?, dy.contiguous()?);
-        let (dx_path, dw_path) = (Path::input_grad(&g), Path::kernel_grad(&g));
+        let (dx_path, dw_path) = (Path::input_grad(&g, groups), Path::kernel_grad(&g, groups));
         // The Taps path adds onto a zeroed `dx`; the Nhwc path writes every
         // element once (its transposes), into spare capacity.
         let mut dx = match (need_x, dx_path) {
@@ -1151,8 +1151,9 @@ impl Conv2d {
 /// the CIFAR ResNet-18 shapes (`examples/bench_ops.rs`): the channels-last
 /// [`Nhwc`] rows win where the images are large (the pixels make a long
 /// GEMM operand that `gemm` reads in place) and for the input gradient of
-/// any kernel wider than 1x1; the tap-major columns win for 1x1 kernels and
-/// small outputs, where the transposes of [`Nhwc`] cost more than they save.
+/// any kernel wider than 1x1; the tap-major columns win for 1x1 kernels,
+/// few channels and small outputs, where the transposes and short copies of
+/// [`Nhwc`] cost more than they save.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Path {
     Taps,
@@ -1160,28 +1161,31 @@ enum Path {
 }
 
 impl Path {
-    fn wide(g: &ConvGeometry) -> bool {
-        g.kh * g.kw > 1
+    /// A kernel wider than 1x1 on enough channels per group (at least 16)
+    /// that the channel runs [`Nhwc`] copies are long (a first layer on 3
+    /// colour channels is not).
+    fn wide(g: &ConvGeometry, groups: usize) -> bool {
+        g.kh * g.kw > 1 && g.c / groups >= 16
     }
 
-    fn forward(g: &ConvGeometry) -> Self {
-        if Self::wide(g) && g.ho * g.wo >= 64 {
+    fn forward(g: &ConvGeometry, groups: usize) -> Self {
+        if Self::wide(g, groups) && g.ho * g.wo >= 64 {
             Path::Nhwc
         } else {
             Path::Taps
         }
     }
 
-    fn input_grad(g: &ConvGeometry) -> Self {
-        if Self::wide(g) {
+    fn input_grad(g: &ConvGeometry, groups: usize) -> Self {
+        if Self::wide(g, groups) {
             Path::Nhwc
         } else {
             Path::Taps
         }
     }
 
-    fn kernel_grad(g: &ConvGeometry) -> Self {
-        Self::forward(g)
+    fn kernel_grad(g: &ConvGeometry, groups: usize) -> Self {
+        Self::forward(g, groups)
     }
 }
 
