@@ -397,37 +397,51 @@ fn conv2d_gradcheck_f64() {
 
 #[test]
 fn conv2d_over_several_image_chunks_matches_unfused_f64() -> Result<()> {
-    // 16·3·3 taps × 64·64 positions × 8 bytes ≈ 4.7 MB of columns per image:
-    // the fused op processes these 3 images in separate chunks.
-    let (x, w) = conv_inputs(18, &[3, 16, 64, 64], &[2, 16, 3, 3], DType::F64);
-    let r = normal(&mut Rng::new(19), &[3, 2, 64, 64], 0.0, 1.0, DType::F64);
-    let run = |fused: bool| -> Result<Vec<Vec<f64>>> {
-        let (xv, wv) = (Var::from_tensor(&x)?, Var::from_tensor(&w)?);
-        let y = if fused {
-            conv2d(xv.as_tensor(), wv.as_tensor(), 1, 1)?
-        } else {
-            conv2d_unfused(
-                xv.as_tensor(),
-                wv.as_tensor(),
-                &Conv2dConfig::square(1, 1),
-                ColsLayout::TapMajor,
-            )?
+    // 16·3·3 taps × 64·64 positions × 8 bytes ≈ 4.7 MB of columns per image
+    // (and 132 channels × 64·64 × 8 bytes = 4.3 MB for the 1x1 kernel): the
+    // fused op processes these images in separate chunks, one after the
+    // other (3 images) or in parallel (8 images, 8 chunks).
+    for (xs, ws, pad) in [
+        ([3usize, 16, 64, 64], [2usize, 16, 3, 3], 1usize),
+        ([8, 16, 64, 64], [2, 16, 3, 3], 1),
+        ([8, 132, 64, 64], [2, 132, 1, 1], 0),
+    ] {
+        let (x, w) = conv_inputs(18, &xs, &ws, DType::F64);
+        let (shape, _) = conv_reference(&x.narrow(0, 0, 1)?, &w, 1, pad);
+        let mut yshape = shape.clone();
+        yshape[0] = xs[0];
+        let r = normal(&mut Rng::new(19), &yshape, 0.0, 1.0, DType::F64);
+        let run = |fused: bool| -> Result<Vec<Vec<f64>>> {
+            let (xv, wv) = (Var::from_tensor(&x)?, Var::from_tensor(&w)?);
+            let y = if fused {
+                conv2d(xv.as_tensor(), wv.as_tensor(), 1, pad)?
+            } else {
+                conv2d_unfused(
+                    xv.as_tensor(),
+                    wv.as_tensor(),
+                    &Conv2dConfig::square(1, pad),
+                    ColsLayout::TapMajor,
+                )?
+            };
+            let g = weighted_sum(&y, &r)?.backward()?;
+            Ok(vec![
+                values(&y),
+                values(g.get(xv.as_tensor()).unwrap()),
+                values(g.get(wv.as_tensor()).unwrap()),
+            ])
         };
-        let g = weighted_sum(&y, &r)?.backward()?;
-        Ok(vec![
-            values(&y),
-            values(g.get(xv.as_tensor()).unwrap()),
-            values(g.get(wv.as_tensor()).unwrap()),
-        ])
-    };
-    let (fused, unfused) = (run(true)?, run(false)?);
-    let errs: Vec<f64> = fused
-        .iter()
-        .zip(&unfused)
-        .map(|(a, b)| rel_err(a, b, 1.0))
-        .collect();
-    println!("conv2d chunked vs unfused: y/dx/dw {}", fmt(&errs));
-    assert!(errs.iter().all(|&e| e < 1e-12), "{errs:?}");
+        let (fused, unfused) = (run(true)?, run(false)?);
+        let errs: Vec<f64> = fused
+            .iter()
+            .zip(&unfused)
+            .map(|(a, b)| rel_err(a, b, 1.0))
+            .collect();
+        println!(
+            "conv2d chunked x{xs:?} w{ws:?} vs unfused: y/dx/dw {}",
+            fmt(&errs)
+        );
+        assert!(errs.iter().all(|&e| e < 1e-12), "x{xs:?} w{ws:?}: {errs:?}");
+    }
     Ok(())
 }
 

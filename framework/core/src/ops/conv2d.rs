@@ -570,6 +570,45 @@ fn image_chunks<T>(g: &ConvGeometry) -> Vec<std::ops::Range<usize>> {
     split_ranges(g.b, g.b.div_ceil(per_chunk))
 }
 
+/// Whether to run the image chunks in parallel, one thread each (single
+/// threaded GEMMs, no synchronisation inside them), rather than one after
+/// the other with every thread in each GEMM: when there are enough chunks
+/// to keep a few threads evenly busy.
+fn batch_parallel(chunks: usize) -> bool {
+    // A function of the shape only (not of the thread count), so that the
+    // kernel gradient's summation order is fixed by the shape.
+    chunks >= 8
+}
+
+/// `out` cut into the disjoint runs of the image ranges `chunks`
+/// (`per_image` elements per image), paired with their ranges.
+fn split_images<'a, T>(
+    mut out: &'a mut [T],
+    chunks: &[std::ops::Range<usize>],
+    per_image: usize,
+) -> Vec<(std::ops::Range<usize>, &'a mut [T])> {
+    let mut parts = Vec::with_capacity(chunks.len());
+    for r in chunks {
+        let (head, tail) = std::mem::take(&mut out).split_at_mut(r.len() * per_image);
+        parts.push((r.clone(), head));
+        out = tail;
+    }
+    parts
+}
+
+/// `dst[i] += Σ parts[c][i]`, the parts added in order (in parallel over
+/// `i`), so that the sums do not depend on the number of threads.
+fn sum_in_order<T: Real>(parts: &[Vec<T>], dst: &mut [T]) {
+    const BLOCK: usize = 4096;
+    dst.par_chunks_mut(BLOCK).enumerate().for_each(|(b, d)| {
+        for part in parts {
+            for (o, &v) in d.iter_mut().zip(&part[b * BLOCK..]) {
+                *o += v;
+            }
+        }
+    });
+}
+
 /// Row `i` of `src: [n, o, hw]` with its two outer axes swapped
 /// (`[o, n, hw]`): the `n` runs `src[j, i, :]`.
 #[inline]
@@ -612,6 +651,14 @@ fn span(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
     }
 }
 
+/// Whether one [`gemm`] call uses the whole rayon pool, or one thread
+/// (when the caller runs several in parallel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Threads {
+    All,
+    One,
+}
+
 /// Where [`gemm`] writes: a fresh buffer (every element written) or one
 /// it adds onto.
 enum Dst<'a, T> {
@@ -630,6 +677,7 @@ fn gemm<T: Real>(
     (drs, dcs): (usize, usize),
     lhs: Mat<'_, T>,
     rhs: Mat<'_, T>,
+    threads: Threads,
 ) {
     let (ptr, len, read) = match dst {
         Dst::Fresh(d) => (d.as_mut_ptr() as *mut T, d.len(), false),
@@ -681,7 +729,10 @@ fn gemm<T: Real>(
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(0),
+            match threads {
+                Threads::All => gemm::Parallelism::Rayon(0),
+                Threads::One => gemm::Parallelism::None,
+            },
         )
     }
 }
@@ -876,7 +927,13 @@ impl Nhwc<'_> {
 
     /// Channels-last input gradient `[nb, H, W, C]` of a chunk from the
     /// kernel rows `wr: [O, K/G]` and the output gradient `dyt: [O, pixels]`.
-    fn input_grad<T: Real>(&self, wr: &[T], dyt: &[T], (nb, o): (usize, usize)) -> Vec<T> {
+    fn input_grad<T: Real>(
+        &self,
+        wr: &[T],
+        dyt: &[T],
+        (nb, o): (usize, usize),
+        threads: Threads,
+    ) -> Vec<T> {
         let g = self.g;
         let (k, n) = (g.patch(), nb * g.ho * g.wo);
         let (og, kg) = (o / self.groups, k / self.groups);
@@ -896,6 +953,7 @@ impl Nhwc<'_> {
                         rs: n,
                         cs: 1,
                     },
+                    threads,
                 );
             }
         });
@@ -954,63 +1012,75 @@ impl Conv2d {
             Path::Nhwc => nhwc.kernel_rows(w, o),
             Path::Taps => Vec::new(),
         };
+        let chunk = |r: std::ops::Range<usize>, out: &mut [MaybeUninit<T>], threads: Threads| {
+            let (nb, n) = (r.len(), r.len() * hw);
+            let xs = &x[r.start * chw..r.end * chw];
+            match path {
+                Path::Nhwc => {
+                    let cols = nhwc.unfold(xs, nb);
+                    // [pixels, O], then per image [Ho·Wo, O] -> [O, Ho·Wo].
+                    let y = filled(n * o, |y| {
+                        for grp in 0..groups {
+                            gemm(
+                                (og, n, kg),
+                                Dst::Fresh(&mut y[grp * og..]),
+                                (1, o),
+                                Mat {
+                                    data: &wr[grp * og * kg..],
+                                    rs: kg,
+                                    cs: 1,
+                                },
+                                Mat {
+                                    data: &cols[grp * kg..],
+                                    rs: 1,
+                                    cs: k,
+                                },
+                                threads,
+                            );
+                        }
+                    });
+                    transpose_images(&y, (nb, hw, o), out);
+                }
+                Path::Taps => {
+                    let sub = ConvGeometry { b: nb, ..*g };
+                    let cols = im2col_taps(xs, &sub);
+                    // [O, nb, Ho·Wo], then the two outer axes swapped.
+                    let y = filled(o * n, |y| {
+                        for grp in 0..groups {
+                            gemm(
+                                (og, n, kg),
+                                Dst::Fresh(&mut y[grp * og * n..]),
+                                (n, 1),
+                                Mat {
+                                    data: &w[grp * og * kg..],
+                                    rs: kg,
+                                    cs: 1,
+                                },
+                                Mat {
+                                    data: &cols[grp * kg * n..],
+                                    rs: n,
+                                    cs: 1,
+                                },
+                                threads,
+                            );
+                        }
+                    });
+                    out.par_chunks_mut(o * hw)
+                        .enumerate()
+                        .for_each(|(i, img)| swapped_row(&y, (o, nb, hw), i, img));
+                }
+            }
+        };
+        let chunks = image_chunks::<T>(g);
         Ok(filled(len, |out| {
-            for r in image_chunks::<T>(g) {
-                let (nb, n) = (r.len(), r.len() * hw);
-                let xs = &x[r.start * chw..r.end * chw];
-                let out = &mut out[r.start * o * hw..r.end * o * hw];
-                match path {
-                    Path::Nhwc => {
-                        let cols = nhwc.unfold(xs, nb);
-                        // [pixels, O], then per image [Ho·Wo, O] -> [O, Ho·Wo].
-                        let y = filled(n * o, |y| {
-                            for grp in 0..groups {
-                                gemm(
-                                    (og, n, kg),
-                                    Dst::Fresh(&mut y[grp * og..]),
-                                    (1, o),
-                                    Mat {
-                                        data: &wr[grp * og * kg..],
-                                        rs: kg,
-                                        cs: 1,
-                                    },
-                                    Mat {
-                                        data: &cols[grp * kg..],
-                                        rs: 1,
-                                        cs: k,
-                                    },
-                                );
-                            }
-                        });
-                        transpose_images(&y, (nb, hw, o), out);
-                    }
-                    Path::Taps => {
-                        let sub = ConvGeometry { b: nb, ..*g };
-                        let cols = im2col_taps(xs, &sub);
-                        // [O, nb, Ho·Wo], then the two outer axes swapped.
-                        let y = filled(o * n, |y| {
-                            for grp in 0..groups {
-                                gemm(
-                                    (og, n, kg),
-                                    Dst::Fresh(&mut y[grp * og * n..]),
-                                    (n, 1),
-                                    Mat {
-                                        data: &w[grp * og * kg..],
-                                        rs: kg,
-                                        cs: 1,
-                                    },
-                                    Mat {
-                                        data: &cols[grp * kg * n..],
-                                        rs: n,
-                                        cs: 1,
-                                    },
-                                );
-                            }
-                        });
-                        out.par_chunks_mut(o * hw)
-                            .enumerate()
-                            .for_each(|(i, img)| swapped_row(&y, (o, nb, hw), i, img));
-                    }
+            if batch_parallel(chunks.len()) {
+                split_images(out, &chunks, o * hw)
+                    .into_par_iter()
+                    .for_each(|(r, out)| chunk(r, out, Threads::One));
+            } else {
+                for r in chunks {
+                    let out = &mut out[r.start * o * hw..r.end * o * hw];
+                    chunk(r, out, Threads::All);
                 }
             }
         }))
@@ -1049,7 +1119,13 @@ impl Conv2d {
                         (true, Path::Nhwc) => nhwc.kernel_rows(ws, o),
                         _ => Vec::new(),
                     };
-                    for r in image_chunks::<T>(&g) {
+                    // One chunk of images: adds its kernel gradient onto
+                    // `dw_acc` and writes (Nhwc) or adds (Taps) its input
+                    // gradient into `dx_out`.
+                    let chunk = |r: std::ops::Range<usize>,
+                                 dx_out: Option<Dst<'_, T>>,
+                                 dw_acc: Option<&mut [T]>,
+                                 threads: Threads| {
                         let (nb, n) = (r.len(), r.len() * hw);
                         let sub = ConvGeometry { b: nb, ..g };
                         let xs = &xs[r.start * chw..r.end * chw];
@@ -1057,7 +1133,7 @@ impl Conv2d {
                         let src = &dys[r.start * o * hw..r.end * o * hw];
                         let dyt =
                             par_init(src.len(), n, |i, row| swapped_row(src, (nb, o, hw), i, row));
-                        if need_w {
+                        if let Some(dw_acc) = dw_acc {
                             // Rows (ky, kx, c) on the Nhwc path, (c, ky, kx)
                             // on the Taps path: reordered at the end.
                             let (cols, rhs) = match dw_path {
@@ -1071,7 +1147,7 @@ impl Conv2d {
                                 };
                                 gemm(
                                     (og, kg, n),
-                                    Dst::Add(&mut dw[grp * og * kg..]),
+                                    Dst::Add(&mut dw_acc[grp * og * kg..]),
                                     (kg, 1),
                                     Mat {
                                         data: &dyt[grp * og * n..],
@@ -1083,41 +1159,76 @@ impl Conv2d {
                                         rs: rhs.0,
                                         cs: rhs.1,
                                     },
+                                    threads,
                                 );
                             }
                         }
-                        if need_x {
-                            match dx_path {
-                                Path::Nhwc => {
-                                    let dxt = nhwc.input_grad(&wr, &dyt, (nb, o));
-                                    let spare =
-                                        &mut dx.spare_capacity_mut()[r.start * chw..r.end * chw];
-                                    transpose_images(&dxt, (nb, g.h * g.w, g.c), spare);
-                                }
-                                Path::Taps => {
-                                    let dcols = filled(k * n, |d| {
-                                        for grp in 0..groups {
-                                            gemm(
-                                                (kg, n, og),
-                                                Dst::Fresh(&mut d[grp * kg * n..]),
-                                                (n, 1),
-                                                Mat {
-                                                    data: &ws[grp * og * kg..],
-                                                    rs: 1,
-                                                    cs: kg,
-                                                },
-                                                Mat {
-                                                    data: &dyt[grp * og * n..],
-                                                    rs: n,
-                                                    cs: 1,
-                                                },
-                                            );
-                                        }
-                                    });
-                                    let dxs = &mut dx[r.start * chw..r.end * chw];
-                                    col2im_taps_into(&dcols, &sub, dxs);
-                                }
+                        match dx_out {
+                            None => {}
+                            Some(Dst::Fresh(out)) => {
+                                let dxt = nhwc.input_grad(&wr, &dyt, (nb, o), threads);
+                                transpose_images(&dxt, (nb, g.h * g.w, g.c), out);
                             }
+                            Some(Dst::Add(out)) => {
+                                let dcols = filled(k * n, |d| {
+                                    for grp in 0..groups {
+                                        gemm(
+                                            (kg, n, og),
+                                            Dst::Fresh(&mut d[grp * kg * n..]),
+                                            (n, 1),
+                                            Mat {
+                                                data: &ws[grp * og * kg..],
+                                                rs: 1,
+                                                cs: kg,
+                                            },
+                                            Mat {
+                                                data: &dyt[grp * og * n..],
+                                                rs: n,
+                                                cs: 1,
+                                            },
+                                            threads,
+                                        );
+                                    }
+                                });
+                                col2im_taps_into(&dcols, &sub, out);
+                            }
+                        }
+                    };
+                    let chunks = image_chunks::<T>(&g);
+                    let dx_parts: Vec<Option<Dst<'_, T>>> = match (need_x, dx_path) {
+                        (false, _) => chunks.iter().map(|_| None).collect(),
+                        (true, Path::Nhwc) => {
+                            let spare = &mut dx.spare_capacity_mut()[..g.input_len()];
+                            split_images(spare, &chunks, chw)
+                                .into_iter()
+                                .map(|(_, d)| Some(Dst::Fresh(d)))
+                                .collect()
+                        }
+                        (true, Path::Taps) => split_images(&mut dx[..], &chunks, chw)
+                            .into_iter()
+                            .map(|(_, d)| Some(Dst::Add(d)))
+                            .collect(),
+                    };
+                    if batch_parallel(chunks.len()) {
+                        // Each chunk's kernel gradient on its own, summed in
+                        // chunk order (the same sums for any thread count).
+                        let parts: Vec<Vec<T>> = chunks
+                            .clone()
+                            .into_par_iter()
+                            .zip(dx_parts)
+                            .map(|(r, dx_out)| {
+                                let mut part = vec![T::zero(); dw.len()];
+                                let acc = need_w.then_some(&mut part[..]);
+                                chunk(r, dx_out, acc, Threads::One);
+                                part
+                            })
+                            .collect();
+                        if need_w {
+                            sum_in_order(&parts, &mut dw);
+                        }
+                    } else {
+                        for (r, dx_out) in chunks.into_iter().zip(dx_parts) {
+                            chunk(r, dx_out, need_w.then_some(&mut dw[..]), Threads::All);
                         }
                     }
                     Ok(())
