@@ -1,40 +1,38 @@
-//! 2-D convolution as im2col + Candle's matmul (GEMM).
+//! 2-D convolution as im2col + GEMM (the `gemm` crate, the GEMM under
+//! Candle's matmul, called directly on strided views).
 //!
 //! [`conv2d_with`] (and [`conv2d`], the same stride and padding on both
 //! axes) is one custom op on `(x, w)` ([`Conv2d`]) with per-axis stride,
 //! padding and dilation ([`Conv2dConfig`]) and channel groups: groups only
-//! split the rows of the unfolded input, so every GEMM below becomes one
-//! matmul batched over the groups. Candle's own conv2d backward fails on
-//! some non-square inputs (`candle_defect_*` in `tests/gradcheck_conv.rs`).
+//! split the unfolded input into blocks, one GEMM per group. Candle's own
+//! conv2d backward fails on some non-square inputs (`candle_defect_*` in
+//! `tests/gradcheck_conv.rs`).
 //!
-//! - forward: unfold `x: [B,C,H,W]` into one row per kernel tap,
-//!   `cols: [C·kh·kw, nb·Ho·Wo]` (tap-major im2col), multiply the flattened
-//!   kernel `w: [O, C·kh·kw]` by it with Candle's matmul (GEMM), and move the
-//!   `[O, nb, Ho·Wo]` product into `[B,O,Ho,Wo]`;
-//! - backward: unfold `x` again, then `dw += dy·colsᵀ` and
-//!   `dcols = wᵀ·dy` (GEMMs) and scatter-add `dcols` onto `dx` (col2im).
-//!   The input-gradient half is skipped when `x` needs no gradient (e.g. a
-//!   first layer on images).
+//! - forward: unfold a chunk of images, multiply by the flattened kernel,
+//!   and move the product into `[B,O,Ho,Wo]`;
+//! - backward: the output gradient as `[O, pixels]` (one copy), unfold `x`
+//!   again for `dw += dyᵀ·cols` (accumulated in place over the chunks),
+//!   and `dcols = wᵀ·dy` folded back onto `dx` (col2im). Each half is
+//!   skipped when its input needs no gradient (e.g. `dx` of a first layer).
 //!
-//! Both run over chunks of `nb` images whose columns take about 8 MiB, so
-//! that the columns never exist for the whole batch: the buffers stay
-//! small enough for the allocator to reuse (fresh 100 MB buffers cost page
-//! faults on every call) and the graph keeps only `x` and `w`.
+//! Two unfoldings, picked per product and shape (`Path`) from the
+//! measurements of `examples/bench_ops.rs`: tap-major columns
+//! (`[C·kh·kw, pixels]`, contiguous runs of `Wo`; for 1x1 kernels, few
+//! channels and small outputs) and channels-last rows (`Nhwc`:
+//! `[pixels, kh·kw·C]` from a transposed `[H,W,C]` copy of each image,
+//! contiguous runs of channels), which `gemm` reads in place as its long
+//! operand — the faster arrangement for the larger layers.
 //!
-//! Compared with leaving the matmul to Candle's autograd
-//! ([`conv2d_unfused`]: the [`Im2col`] op, whose backward is [`Col2im`],
-//! then `matmul`), this also avoids Candle's zero-fill and add of a
-//! `cols`-sized gradient and the input-gradient GEMM of a first layer.
+//! Everything runs over chunks of images whose columns take about 8 MiB,
+//! so that the columns never exist for the whole batch: the buffers stay
+//! small enough for the allocator to reuse and for the caches, and the
+//! graph keeps only `x` and `w`. With 8 chunks or more, the chunks run in
+//! parallel with one thread each (single-threaded GEMMs); otherwise one
+//! after the other, each GEMM on all threads.
 //!
-//! The tap-major layout ([`ColsLayout::TapMajor`]) lets im2col and col2im
-//! move contiguous runs of `Wo` elements (copies and vector adds). The
-//! classic pixel-major layout (`[B·Ho·Wo, C·kh·kw]`, then
-//! `cols · wᵀ -> [B·Ho·Wo, O]` and a permute) moves `kw` elements at a time
-//! and its output permute is an element-wise transpose. All variants use one
-//! 2-D GEMM over all `B·Ho·Wo` positions rather than a matmul broadcast over
-//! the batch: the forward is the same GEMM either way, but the broadcast
-//! form's kernel gradient is `B` small GEMMs plus a sum over the batch.
-//! `examples/bench_ops.rs` measures these choices side by side.
+//! [`conv2d_unfused`] leaves the matmul to Candle's autograd (the
+//! [`Im2col`] op, whose backward is [`Col2im`], then `matmul`): kept to
+//! compare with, and for higher-order gradients.
 
 use super::{contiguous_slice, kernel_supported, par_init, simd, split_ranges, Real};
 use candle_core::backend::BackendStorage;
