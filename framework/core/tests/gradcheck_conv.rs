@@ -108,8 +108,16 @@ fn conv2d_cases() -> Vec<([usize; 4], [usize; 4], Conv2dConfig)> {
         // channels-last path (the ones above, the tap-major one); with at
         // least 64 output pixels per image, the forward and kernel gradient
         // too. With groups, dilation and per-axis settings.
-        ([1, 32, 9, 10], [4, 16, 3, 2], cfg((1, 1), (2, 1), (2, 1), 2)),
-        ([1, 16, 12, 17], [2, 16, 3, 3], cfg((1, 2), (1, 0), (1, 1), 1)),
+        (
+            [1, 32, 9, 10],
+            [4, 16, 3, 2],
+            cfg((1, 1), (2, 1), (2, 1), 2),
+        ),
+        (
+            [1, 16, 12, 17],
+            [2, 16, 3, 3],
+            cfg((1, 2), (1, 0), (1, 1), 1),
+        ),
         ([2, 16, 5, 4], [3, 16, 3, 3], cfg((2, 1), (1, 1), (1, 1), 1)),
         // Padding wider than the dilated kernel reaches.
         ([1, 2, 3, 2], [2, 2, 2, 2], cfg((1, 1), (2, 3), (2, 1), 1)),
@@ -194,6 +202,20 @@ fn conv2d_with_rejects_bad_configurations() {
     for c in bad {
         assert!(conv2d_with(&x, &w, &c).is_err(), "{c:?} accepted");
     }
+}
+
+#[test]
+fn conv2d_with_handles_an_empty_batch() -> Result<()> {
+    let (x, w) = inputs(29, &[0, 16, 9, 9], &[4, 16, 3, 3], DType::F64);
+    let (xv, wv) = (Var::from_tensor(&x)?, Var::from_tensor(&w)?);
+    let y = conv2d_with(xv.as_tensor(), wv.as_tensor(), &Conv2dConfig::square(1, 1))?;
+    assert_eq!(y.dims(), &[0, 4, 9, 9]);
+    let g = y.sum_all()?.backward()?;
+    assert_eq!(
+        values(g.get(wv.as_tensor()).unwrap()),
+        vec![0.0; 4 * 16 * 9]
+    );
+    Ok(())
 }
 
 #[test]
