@@ -519,6 +519,30 @@ fn pooling_square_helpers_and_global_average() -> Result<()> {
 }
 
 #[test]
+fn pooling_of_other_dtypes_goes_through_the_cpu_kernel() -> Result<()> {
+    // bf16 has no kernel: pooled in f32 through differentiable casts.
+    let x = normal(&mut Rng::new(48), &[2, 2, 7, 6], 0.0, 1.0, DType::F32);
+    let xb = Var::from_tensor(&x.to_dtype(DType::BF16)?)?;
+    let y = max_pool2d(xb.as_tensor(), 3, 2, 1)?;
+    assert_eq!(y.dtype(), DType::BF16);
+    let expect = max_pool2d(&xb.as_tensor().to_dtype(DType::F32)?, 3, 2, 1)?;
+    assert_eq!(values(&y), values(&expect));
+    let r = normal(&mut Rng::new(49), y.dims(), 0.0, 1.0, DType::BF16);
+    let g = weighted_sum(&y, &r)?.backward()?;
+    let gx = g
+        .get(xb.as_tensor())
+        .expect("no gradient reached the input");
+    assert_eq!(gx.dtype(), DType::BF16);
+    // Every output's gradient lands on one input (no ties in normal data).
+    let (gsum, rsum) = (
+        values(&gx.sum_all()?)[0],
+        values(&r.to_dtype(DType::F32)?.sum_all()?)[0],
+    );
+    assert!((gsum - rsum).abs() < 0.1, "{gsum} vs {rsum}");
+    Ok(())
+}
+
+#[test]
 fn pooling_matches_candle_where_candle_is_right_f32() -> Result<()> {
     // kernel == stride dividing the input size: Candle's forwards and its
     // average-pool backward agree with ours (its max-pool backward does not:

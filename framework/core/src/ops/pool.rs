@@ -18,12 +18,16 @@
 //!   spreads each output gradient evenly over its window.
 //!
 //! The output size is `(H + 2·ph − kh)/sh + 1` (rounded down) per axis.
-//! Other devices and dtypes fall back to Candle's ops where those are
-//! defined (no padding; kernel == stride), and are an error otherwise.
+//! Tensors on other devices or of other dtypes go through the CPU kernel
+//! in f32 (differentiable copies there and back: slow, but right — Candle's
+//! own pooling gradients are not, on any device, as the defects are in its
+//! backward formulas).
 
 use super::{contiguous_slice, kernel_supported, par_init, Real};
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{
+    bail, CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Storage, Tensor,
+};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -210,8 +214,8 @@ fn backward(x: &Tensor, grad: &Tensor, cfg: &Pool2dConfig, kind: Kind) -> Result
         Tensor::from_vec(dx, x.shape(), x.device())
     }
     match x.dtype() {
-        candle_core::DType::F32 => run::<f32>(&x, &grad, &g, kind),
-        candle_core::DType::F64 => run::<f64>(&x, &grad, &g, kind),
+        DType::F32 => run::<f32>(&x, &grad, &g, kind),
+        DType::F64 => run::<f64>(&x, &grad, &g, kind),
         dtype => bail!("pool2d: unsupported dtype {dtype:?}"),
     }
 }
@@ -279,26 +283,19 @@ impl CustomOp1 for AvgPool2d {
     }
 }
 
-/// Candle's pooling, where it is defined: no padding, kernel == stride.
-fn candle_pool(x: &Tensor, cfg: &Pool2dConfig, kind: Kind) -> Result<Tensor> {
-    if cfg.padding != (0, 0) || cfg.kernel != cfg.stride {
-        bail!(
-            "pool2d: {cfg:?} needs a CPU f32/f64 tensor (Candle's pooling on {:?} {:?} has no \
-             padding, and no backward unless kernel == stride)",
-            x.device().location(),
-            x.dtype()
-        )
-    }
-    match kind {
-        Kind::Max => x.max_pool2d_with_stride(cfg.kernel, cfg.stride),
-        Kind::Avg => x.avg_pool2d_with_stride(cfg.kernel, cfg.stride),
-    }
-}
-
 fn pool(x: &Tensor, cfg: &Pool2dConfig, kind: Kind) -> Result<Tensor> {
     PoolGeometry::new(x.dims(), cfg)?;
     if !kernel_supported(x) {
-        return candle_pool(x, cfg, kind);
+        // Candle's own pooling gradients are wrong (module docs) on every
+        // device: run the CPU kernel, through differentiable transfers.
+        let (device, dtype) = (x.device().clone(), x.dtype());
+        let work = if dtype == DType::F64 {
+            DType::F64
+        } else {
+            DType::F32
+        };
+        let cpu = x.to_device(&Device::Cpu)?.to_dtype(work)?;
+        return pool(&cpu, cfg, kind)?.to_dtype(dtype)?.to_device(&device);
     }
     let x = x.contiguous()?;
     match kind {
