@@ -520,3 +520,31 @@ fn conv2d_matches_candle_f32() -> Result<()> {
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------- add + ReLU
+
+#[test]
+fn add_relu_gradcheck_and_matches_candle_f64() -> Result<()> {
+    use parallax_core::ops::add_relu::add_relu;
+    let mut rng = Rng::new(11);
+    let a = normal(&mut rng, &[3, 4, 5, 6], 0.0, 1.0, DType::F64);
+    let b = normal(&mut rng, &[3, 4, 5, 6], 0.0, 1.0, DType::F64);
+    let r = normal(&mut rng, &[3, 4, 5, 6], 0.0, 1.0, DType::F64);
+    // forward against Candle's add + relu, also with a non-contiguous input
+    let want = values(&(&a + &b)?.relu()?);
+    assert_eq!(values(&add_relu(&a, &b)?), want);
+    let at = a.transpose(2, 3)?.contiguous()?.transpose(2, 3)?;
+    assert_eq!(values(&add_relu(&at, &b)?), want);
+    // gradients to both inputs (random values are never within 1e-6 of the kink)
+    let loss = |t: &[Tensor]| weighted_sum(&add_relu(&t[0], &t[1])?, &r);
+    let g = gradcheck("add_relu", &[a.clone(), b.clone()], &loss, 1.0);
+    assert_eq!(g[0], g[1]);
+    let candle = analytic(&[a, b], &|t: &[Tensor]| {
+        weighted_sum(&(&t[0] + &t[1])?.relu()?, &r)
+    });
+    assert_eq!(g[0], candle[0]);
+    // shapes must match
+    let c = Tensor::zeros((3, 4), DType::F64, &Device::Cpu)?;
+    assert!(add_relu(&c, &c.t()?).is_err());
+    Ok(())
+}

@@ -19,6 +19,7 @@ use parallax_core::batch::Batch;
 use parallax_core::error::{Error, Result};
 use parallax_core::nn::batch_norm::BatchNorm;
 use parallax_core::nn::encoder::{Encoder, EncoderCtx, ForwardCtx};
+use parallax_core::ops::add_relu::add_relu;
 use parallax_core::ops::conv2d::conv2d;
 use parallax_core::ops::pool::max_pool2d;
 use serde::Deserialize;
@@ -141,7 +142,7 @@ impl Block {
             Some(d) => d.forward(x, train, false)?,
             None => x.clone(),
         };
-        Ok((y + shortcut)?.relu()?)
+        Ok(add_relu(&y, &shortcut)?)
     }
 }
 

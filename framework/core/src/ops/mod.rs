@@ -6,6 +6,8 @@
 //! kernels whose gradients are checked against finite differences (f64) and
 //! against Candle's own ops in `tests/gradcheck_ops.rs`:
 //!
+//! - [`add_relu::add_relu`]: `relu(a + b)` in one pass, the tail of a
+//!   residual block; its backward masks the gradient once for both inputs.
 //! - [`batch_norm::batch_norm_train`] / [`batch_norm::batch_norm_relu_train`]:
 //!   training-mode batch norm (optionally fused with ReLU), two passes over
 //!   the input forward and two backward.
@@ -35,6 +37,7 @@
 //! compiled for AVX2 as well and picked at run time, since the
 //! workspace builds for baseline x86-64.
 
+pub mod add_relu;
 pub mod batch_norm;
 pub mod conv1d;
 pub mod conv2d;
