@@ -104,4 +104,3 @@ pub fn gradcheck(
 pub fn weighted_sum(y: &Tensor, r: &Tensor) -> Result<Tensor> {
     y.mul(r)?.sum_all()
 }
-
