@@ -28,6 +28,9 @@ pub enum Error {
     /// Shapes or inputs that do not fit together.
     #[error("{0}")]
     Shape(String),
+    /// A device specification that is malformed or cannot be used here.
+    #[error("device {0}")]
+    Device(String),
     /// A data file that cannot be read or decoded.
     #[error("data: {0}")]
     Data(String),
