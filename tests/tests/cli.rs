@@ -146,3 +146,37 @@ fn bench_train_step_prints_one_json_line() {
     let err = fails(&parallax(&["bench", "train-step", "--batch", "1"]));
     assert!(err.contains("--batch must be at least 2"), "{err}");
 }
+
+/// `cuda:N` on a binary built without the `cuda` feature (the default build)
+/// is a clear error naming the feature and the build command, from the
+/// recipe and from `--device` alike; nothing is written. A binary with CUDA
+/// (`PARALLAX_TEST_BIN`) on a machine without a GPU says that instead.
+#[test]
+fn cuda_device_without_cuda_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let out = out.to_str().unwrap();
+    let recipe = tiny_recipe();
+    for args in [
+        vec!["train", &recipe, "--out", out, "--device", "cuda:0"],
+        vec!["train", &recipe, "--out", out, "--set", "device=cuda:1"],
+        vec!["bench", "train-step", "--batch", "2", "--device", "cuda"],
+    ] {
+        let err = fails(&parallax(&args));
+        assert!(!err.contains("panicked"), "{err}");
+        if err.contains("built without CUDA") {
+            assert!(err.contains("`cuda` feature"), "{err}");
+            assert!(
+                err.contains("cargo build --release --features cuda"),
+                "{err}"
+            );
+        } else {
+            assert!(err.contains("no CUDA GPU found"), "{err}");
+        }
+    }
+    assert!(!dir.path().join("run").exists());
+    let err = fails(&parallax(&[
+        "train", &recipe, "--out", out, "--device", "gpu",
+    ]));
+    assert!(err.contains("expected auto, cpu or cuda:N"), "{err}");
+}
