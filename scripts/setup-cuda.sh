@@ -52,9 +52,6 @@ have() { command -v "$1" >/dev/null 2>&1; }
     die "PARALLAX_CUDA_VERSION=$version: expected 13.0 to 13.4 (the releases Candle's cudarc 0.19 supports)"
 [[ $cap =~ ^[0-9]{2,3}[af]?$ ]] ||
     die "CUDA_COMPUTE_CAP=$cap: expected a compute capability such as 80, 86, 89 or 90"
-have "$python" || die "$python not found (set PYTHON to a Python 3 with pip)"
-"$python" -m pip --version >/dev/null 2>&1 ||
-    die "$python has no pip (install it, e.g. apt-get install python3-pip, or set PYTHON)"
 have cc || die "no C compiler (cc) found: nvcc needs a host compiler (gcc/g++)"
 have c++ || die "no C++ compiler (c++) found: nvcc needs a host compiler (g++)"
 
@@ -82,6 +79,9 @@ if [[ -x $pip_root/bin/nvcc && -f $dir/installed ]] &&
     [[ $(cat "$dir/installed") == "${packages[*]}" ]]; then
     log "CUDA $version packages already installed in $dir/pip"
 else
+    have "$python" || die "$python not found (set PYTHON to a Python 3 with pip)"
+    "$python" -m pip --version >/dev/null 2>&1 ||
+        die "$python has no pip (install it, e.g. apt-get install python3-pip, or set PYTHON)"
     mkdir -p "$dir"
     rm -rf "$dir/pip.new"
     pip_args=(install --quiet --disable-pip-version-check --no-warn-script-location
