@@ -13,10 +13,10 @@
 #
 # Environment (all optional):
 #   PARALLAX_CUDA_DIR      where to install (default: .cuda in the repository)
-#   PARALLAX_CUDA_VERSION  CUDA release, 13.0 to 13.4 (default 13.0: the oldest
+#   SETUP_CUDA_VERSION  CUDA release, 13.0 to 13.4 (default 13.0: the oldest
 #                          CUDA 13 needs the oldest driver; Candle's cudarc
 #                          0.19 knows 13.0–13.4, not newer)
-#   PARALLAX_CUDA_WHEELS   a folder of already downloaded wheels: install from
+#   SETUP_CUDA_WHEELS   a folder of already downloaded wheels: install from
 #                          it only (pip --no-index --find-links)
 #   CUDA_COMPUTE_CAP       GPU architecture the kernels are compiled for
 #                          (default 90: H100/H200); kept when already set
@@ -35,7 +35,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dir=${PARALLAX_CUDA_DIR:-$repo/.cuda}
-version=${PARALLAX_CUDA_VERSION:-13.0}
+version=${SETUP_CUDA_VERSION:-13.0}
 cap=${CUDA_COMPUTE_CAP:-90}
 python=${PYTHON:-python3}
 
@@ -49,7 +49,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 [[ $(uname -s) == Linux && $(uname -m) == x86_64 ]] ||
     die "only x86-64 Linux is supported (NVIDIA's PyPI packages used here are built for it)"
 [[ $version =~ ^13\.[0-4]$ ]] ||
-    die "PARALLAX_CUDA_VERSION=$version: expected 13.0 to 13.4 (the releases Candle's cudarc 0.19 supports)"
+    die "SETUP_CUDA_VERSION=$version: expected 13.0 to 13.4 (the releases Candle's cudarc 0.19 supports)"
 [[ $cap =~ ^[0-9]{2,3}[af]?$ ]] ||
     die "CUDA_COMPUTE_CAP=$cap: expected a compute capability such as 80, 86, 89 or 90"
 have cc || die "no C compiler (cc) found: nvcc needs a host compiler (gcc/g++)"
@@ -86,10 +86,10 @@ else
     rm -rf "$dir/pip.new"
     pip_args=(install --quiet --disable-pip-version-check --no-warn-script-location
         --target "$dir/pip.new")
-    if [[ -n ${PARALLAX_CUDA_WHEELS:-} ]]; then
-        [[ -d $PARALLAX_CUDA_WHEELS ]] || die "PARALLAX_CUDA_WHEELS=$PARALLAX_CUDA_WHEELS is not a folder"
-        pip_args+=(--no-index --find-links "$PARALLAX_CUDA_WHEELS")
-        log "installing CUDA $version packages from $PARALLAX_CUDA_WHEELS into $dir/pip"
+    if [[ -n ${SETUP_CUDA_WHEELS:-} ]]; then
+        [[ -d $SETUP_CUDA_WHEELS ]] || die "SETUP_CUDA_WHEELS=$SETUP_CUDA_WHEELS is not a folder"
+        pip_args+=(--no-index --find-links "$SETUP_CUDA_WHEELS")
+        log "installing CUDA $version packages from $SETUP_CUDA_WHEELS into $dir/pip"
     else
         log "downloading CUDA $version packages from PyPI into $dir/pip (about 1.5 GB unpacked)"
     fi
