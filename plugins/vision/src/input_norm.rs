@@ -46,3 +46,14 @@ impl InputNorm {
         Ok(x.broadcast_sub(&self.mean)?.broadcast_mul(&self.inv_std)?)
     }
 }
+
+/// The channel count of the training images, for an image encoder `who`;
+/// an error when the data source gives no images.
+pub fn image_channels(ctx: &parallax_core::nn::encoder::EncoderCtx, who: &str) -> Result<usize> {
+    ctx.meta.image_shape.map(|s| s[0]).ok_or_else(|| {
+        Error::invalid(
+            who,
+            "the data source does not provide images (no image shape)",
+        )
+    })
+}

@@ -24,7 +24,7 @@ use parallax_core::ops::conv2d::conv2d;
 use parallax_core::ops::pool::max_pool2d;
 use serde::Deserialize;
 
-use crate::input_norm::InputNorm;
+use crate::input_norm::{image_channels, InputNorm};
 
 /// The first layers of the network.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -261,12 +261,7 @@ fn build(
     vb: VarBuilder<'static>,
 ) -> Result<Box<dyn Encoder>> {
     let cfg: ResNetConfig = p.extract()?;
-    let c = ctx.meta.image_shape.map(|s| s[0]).ok_or_else(|| {
-        Error::invalid(
-            "resnet",
-            "the data source does not provide images (no image shape)",
-        )
-    })?;
+    let c = image_channels(ctx, "resnet")?;
     Ok(Box::new(ResNet::new(&cfg, c, vb)?))
 }
 

@@ -12,7 +12,7 @@
 //! divides the gradient by kernel² (`candle_defect_*` in parallax-core's
 //! `tests/gradcheck_conv.rs`).
 
-use crate::input_norm::InputNorm;
+use crate::input_norm::{image_channels, InputNorm};
 use candle_core::Tensor;
 use candle_nn::init::DEFAULT_KAIMING_NORMAL;
 use candle_nn::VarBuilder;
@@ -134,12 +134,7 @@ fn build(
     vb: VarBuilder<'static>,
 ) -> Result<Box<dyn Encoder>> {
     let cfg: SmallCnnConfig = p.extract()?;
-    let c = ctx.meta.image_shape.map(|s| s[0]).ok_or_else(|| {
-        Error::invalid(
-            "small_cnn",
-            "the data source does not provide images (no image shape)",
-        )
-    })?;
+    let c = image_channels(ctx, "small_cnn")?;
     Ok(Box::new(SmallCnn::new(&cfg, c, vb)?))
 }
 
