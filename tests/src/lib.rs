@@ -1,5 +1,7 @@
 //! Helpers for the end-to-end tests of the `parallax` binary.
 
+pub mod mock_hub;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

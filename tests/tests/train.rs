@@ -45,7 +45,7 @@ fn a_run_writes_its_directory_and_reports_knn_against_random_init() {
     let run = dir.path().join("run");
     let out = train(&run, &[]);
     assert!(
-        out.contains("knn/top1") && out.contains("random initialisation"),
+        out.contains("knn/top1") && out.contains("before training"),
         "{out}"
     );
     for f in [

@@ -60,6 +60,23 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// Write a finished run's encoder in its exchange layout (BERT: Hugging
+    /// Face's config.json + model.safetensors + tokenizer files), loadable
+    /// with `[encoder] pretrained = "DIR"` or by transformers /
+    /// sentence-transformers.
+    Export {
+        /// The run directory (holds recipe.toml and checkpoint.safetensors).
+        run_dir: PathBuf,
+        /// The folder to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The Hugging Face Hub (honours HF_ENDPOINT, HF_HOME / HF_HUB_CACHE,
+    /// HF_TOKEN and HF_HUB_OFFLINE).
+    Hub {
+        #[command(subcommand)]
+        command: HubCommand,
+    },
     /// Evaluate a finished run with its recipe's evaluators.
     Eval {
         /// The run directory (holds recipe.toml and checkpoint.safetensors).
@@ -109,6 +126,26 @@ enum BenchCommand {
         /// Device: auto, cpu or cuda:N (overrides the recipe).
         #[arg(long)]
         device: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum HubCommand {
+    /// Download a model's files into the Hub cache and print their paths.
+    Pull {
+        /// The repository, `owner/name`.
+        repo: String,
+        /// A branch, tag or commit (default: main).
+        #[arg(long)]
+        revision: Option<String>,
+        /// Only these files (repeatable; default: config.json,
+        /// model.safetensors, tokenizer.json and the tokenizer and
+        /// sentence-transformers files the repository has).
+        #[arg(long = "file")]
+        files: Vec<String>,
+        /// Use only the cache (as HF_HUB_OFFLINE=1).
+        #[arg(long)]
+        offline: bool,
     },
 }
 
@@ -197,6 +234,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Hub {
+            command:
+                HubCommand::Pull {
+                    repo,
+                    revision,
+                    files,
+                    offline,
+                },
+        } => {
+            crate::cmd_hub::run(&repo, revision.as_deref(), &files, offline)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { run_dir, out } => {
+            let files = trainer::export_run(&run_dir, &out)
+                .with_context(|| format!("cannot export {}", run_dir.display()))?;
+            for f in files {
+                println!("{}", f.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Eval { run_dir, device } => {
             let m = trainer::evaluate_run(&run_dir, device.as_deref())
                 .with_context(|| format!("cannot evaluate {}", run_dir.display()))?;
@@ -261,7 +318,7 @@ fn train(
     println!("steps: {}", outcome.step);
     for (k, v) in &outcome.metrics {
         match outcome.init_metrics.iter().find(|(ik, _)| ik == k) {
-            Some((_, init)) => println!("{k} = {v:.4} (at random initialisation: {init:.4})"),
+            Some((_, init)) => println!("{k} = {v:.4} (before training: {init:.4})"),
             None => println!("{k} = {v:.4}"),
         }
     }

@@ -5,5 +5,6 @@
 pub mod cli;
 pub mod cmd_bench_loss;
 pub mod cmd_bench_train_step;
+pub mod cmd_hub;
 pub mod cmd_verify_loss;
 pub mod plugins;

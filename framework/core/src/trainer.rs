@@ -59,6 +59,7 @@ impl Experiment {
     pub fn build(recipe: &Recipe, device: Device) -> Result<Experiment> {
         registry::check()?;
         let mut ctx = BuildCtx::new(recipe.seed, Split::Train);
+        ctx.encoder = Some(recipe.encoder.clone());
         let source = (registry::data_source(&recipe.data.name)?.build)(&recipe.data.params, &ctx)?;
         if source.is_empty() {
             return Err(Error::Data(format!("{} has no samples", source.describe())));
@@ -140,6 +141,7 @@ impl Experiment {
         let ctx = EvalCtx {
             encoder: self.method.encoder(),
             data: &recipe.data,
+            encoder_spec: &recipe.encoder,
             meta: &self.meta,
             device: &self.device,
             seed: recipe.seed,
@@ -354,7 +356,10 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
     if step == 0 && !exp.evaluators.is_empty() {
         init_metrics = exp.evaluate(recipe, None)?;
         log_all(&mut loggers, |l| l.scalars(0, &init_metrics))?;
-        let text = format!("at random initialisation: {}", fmt_metrics(&init_metrics));
+        let text = format!(
+            "before training (random or pretrained initialisation): {}",
+            fmt_metrics(&init_metrics)
+        );
         log_all(&mut loggers, |l| l.message(0, &text))?;
     }
 
@@ -547,20 +552,29 @@ fn write_results(
     checkpoint::write_atomic(&dir.join(RESULTS), format!("{v:#}\n").as_bytes())
 }
 
-/// Evaluates a finished run: rebuilds its recipe, loads its checkpoint and
-/// runs its evaluators.
-pub fn evaluate_run(run_dir: &Path, device: Option<&str>) -> Result<Vec<(String, f64)>> {
-    let recipe = Recipe::load(&run_dir.join(RECIPE), &[])?;
+/// Rebuilds a finished run's recipe (with or without its evaluators) and
+/// loads its checkpoint.
+fn load_run(run_dir: &Path, device: Option<&str>, with_eval: bool) -> Result<(Recipe, Experiment)> {
+    let mut recipe = Recipe::load(&run_dir.join(RECIPE), &[])?;
+    if !with_eval {
+        recipe.eval.clear();
+    }
     let device = crate::device::select(device.unwrap_or(&recipe.device))?;
     let ck_path = run_dir.join(CHECKPOINT);
     let ck = checkpoint::load(&ck_path, &device)?;
-    let mut exp = Experiment::build(&recipe, device)?;
+    let exp = Experiment::build(&recipe, device)?;
     exp.store
         .assign_all(&ck.model)
         .map_err(|e| Error::Checkpoint {
             path: ck_path.display().to_string(),
             message: e.to_string(),
         })?;
+    Ok((recipe, exp))
+}
+
+/// Runs the evaluators of a finished run's recipe on its checkpoint.
+pub fn evaluate_run(run_dir: &Path, device: Option<&str>) -> Result<Vec<(String, f64)>> {
+    let (recipe, mut exp) = load_run(run_dir, device, true)?;
     if exp.evaluators.is_empty() {
         return Err(Error::Recipe(format!(
             "{}: the recipe has no [[eval]] section",
@@ -568,4 +582,11 @@ pub fn evaluate_run(run_dir: &Path, device: Option<&str>) -> Result<Vec<(String,
         )));
     }
     exp.evaluate(&recipe, None)
+}
+
+/// Writes a finished run's encoder in its exchange layout (e.g. Hugging
+/// Face's `config.json` + `model.safetensors`) into `out`.
+pub fn export_run(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
+    let (_, exp) = load_run(run_dir, Some("cpu"), false)?;
+    exp.method.encoder().export(out)
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use crate::batch::Sample;
 use crate::error::Result;
+use crate::recipe::Component;
 
 pub use loader::{Loader, LoaderConfig};
 
@@ -41,6 +42,9 @@ pub struct BuildCtx {
     /// The training data's description (filled in once the source is built,
     /// for view generators and evaluators).
     pub meta: DataMeta,
+    /// The recipe's `[encoder]`, when there is one: text sources and
+    /// evaluators take the tokenizer of a pretrained encoder from it.
+    pub encoder: Option<Component>,
 }
 
 impl BuildCtx {
@@ -51,6 +55,7 @@ impl BuildCtx {
             base_dir: PathBuf::from("."),
             split,
             meta: DataMeta::default(),
+            encoder: None,
         }
     }
 

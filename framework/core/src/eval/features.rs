@@ -59,6 +59,7 @@ pub fn source(ctx: &EvalCtx, split: Split) -> Result<Arc<dyn DataSource>> {
         base_dir: ctx.base_dir.clone(),
         split,
         meta: ctx.meta.clone(),
+        encoder: Some(ctx.encoder_spec.clone()),
     };
     (registry::data_source(&ctx.data.name)?.build)(&ctx.data.params, &b)
 }

@@ -2,6 +2,7 @@
 
 pub mod features;
 pub mod knn;
+pub mod linear_probe;
 
 use candle_core::Device;
 
@@ -16,6 +17,8 @@ pub struct EvalCtx<'a> {
     pub encoder: &'a dyn Encoder,
     /// The recipe's `[data]` component: evaluators build its train and test splits.
     pub data: &'a Component,
+    /// The recipe's `[encoder]` component (text sources take their tokenizer from it).
+    pub encoder_spec: &'a Component,
     /// The training data's description.
     pub meta: &'a DataMeta,
     /// Where to compute.

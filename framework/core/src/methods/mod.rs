@@ -2,6 +2,7 @@
 //! the modality. A method owns its heads, target networks, queues and loss.
 
 pub mod simclr;
+pub mod simcse;
 
 use candle_core::Tensor;
 use candle_nn::VarBuilder;

@@ -44,6 +44,14 @@ pub trait Encoder: Send + Sync {
     fn forward(&self, batch: &Batch, ctx: &mut ForwardCtx) -> Result<Tensor>;
     /// The size `D` of a representation.
     fn output_dim(&self) -> usize;
+    /// Writes the encoder in its native exchange layout (e.g. Hugging Face's
+    /// `config.json` + `model.safetensors`) into `dir`; returns the files
+    /// written. Encoders without such a layout say so.
+    fn export(&self, _dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+        Err(crate::error::Error::Recipe(
+            "this encoder has no export format (export works for encoders loaded from or saved to the Hugging Face layout, e.g. `bert`)".into(),
+        ))
+    }
 }
 
 /// A head: a small network on top of representations (projector, predictor).

@@ -162,6 +162,22 @@ impl SimpleBackend for VarStore {
     }
 }
 
+/// Creates the variable `name` through `vb` (if it does not exist yet) and
+/// overwrites it with `value` (converted to the builder's dtype and
+/// device), e.g. to load pretrained weights. Returns the variable's tensor.
+pub fn load_value(vb: &VarBuilder, name: &str, value: &Tensor) -> candle_core::Result<Tensor> {
+    let t = vb.get_with_hints(value.shape(), name, Init::Const(0.0))?;
+    let v = value
+        .to_dtype(t.dtype())?
+        .to_device(t.device())?
+        .contiguous()?;
+    if v.rank() == 0 {
+        candle_core::bail!("load_value: `{name}` is a scalar; only arrays can be loaded");
+    }
+    t.slice_set(&v, 0, 0)?;
+    Ok(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,5 +222,28 @@ mod tests {
             .unwrap();
         assert_ne!(x.to_vec2::<f32>().unwrap(), x3.to_vec2::<f32>().unwrap());
         assert_eq!(a.named_vars().len(), 2);
+    }
+
+    #[test]
+    fn load_value_overwrites_the_variable_in_place() {
+        let store = VarStore::new(1);
+        let vb = store.var_builder(DType::F32, &Device::Cpu);
+        let value = Tensor::new(&[[1f64, 2.], [3., 4.]], &Device::Cpu).unwrap();
+        let t = load_value(&vb.pp("m"), "w", &value).unwrap();
+        assert_eq!(
+            t.to_vec2::<f32>().unwrap(),
+            vec![vec![1., 2.], vec![3., 4.]]
+        );
+        let var = store.get_var("m.w").unwrap();
+        assert_eq!(
+            var.as_tensor().to_vec2::<f32>().unwrap(),
+            vec![vec![1., 2.], vec![3., 4.]]
+        );
+        // a later update of the variable is seen through the returned tensor
+        var.set(&Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap())
+            .unwrap();
+        assert_eq!(t.sum_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+        let wrong = Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap();
+        assert!(load_value(&vb.pp("m"), "w", &wrong).is_err());
     }
 }

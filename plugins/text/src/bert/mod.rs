@@ -1,0 +1,4 @@
+//! A trainable BERT in Hugging Face's layout.
+
+pub mod config;
+pub mod model;
