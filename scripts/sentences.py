@@ -34,7 +34,12 @@ def main(argv):
         files.extend(sorted(p.glob("*.txt")) if p.is_dir() else [p])
     seen, kept = set(), []
     for f in files:
-        for s in sentences(f.read_text(encoding="utf-8", errors="replace")):
+        raw = f.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:  # gensim's files are Latin-1
+            text = raw.decode("latin-1")
+        for s in sentences(text):
             if s not in seen:
                 seen.add(s)
                 kept.append(s)

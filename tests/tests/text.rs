@@ -282,3 +282,117 @@ fn bad_text_inputs_name_the_file_and_key() {
         "{err}"
     );
 }
+
+#[test]
+fn pretrained_comes_from_the_hub_then_the_offline_cache() {
+    use std::collections::BTreeMap;
+
+    use parallax_tests::mock_hub::MockHub;
+    use parallax_tests::parallax_env;
+
+    // a tiny BERT to serve: train nothing, just export a fresh one
+    let dir = tempfile::tempdir().unwrap();
+    let r = recipe(
+        dir.path(),
+        "name = \"sentences\"\nlimit = 16\nmax_length = 16",
+        "name = \"copies\"\nviews = 2",
+        2,
+        SMALL_BERT,
+        "",
+    );
+    let run = dir.path().join("run");
+    ok(&parallax(&[
+        "train",
+        &r,
+        "--out",
+        run.to_str().unwrap(),
+        "--max-steps",
+        "1",
+    ]));
+    let hf = dir.path().join("hf");
+    ok(&parallax(&[
+        "export",
+        run.to_str().unwrap(),
+        "--out",
+        hf.to_str().unwrap(),
+    ]));
+    let mut files = BTreeMap::new();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        files.insert(f.to_string(), std::fs::read(hf.join(f)).unwrap());
+    }
+    let hub = MockHub::start("acme/tiny-bert", files);
+    let home = dir.path().join("hf-home");
+    let home_s = home.to_str().unwrap();
+    let r = recipe(
+        dir.path(),
+        "name = \"sentences\"\nlimit = 16\nmax_length = 16",
+        "name = \"copies\"\nviews = 2",
+        2,
+        "pretrained = \"acme/tiny-bert\"\nrevision = \"main\"",
+        "",
+    );
+    let env = [
+        ("HF_ENDPOINT", hub.url()),
+        ("HF_HOME", home_s),
+        ("HF_HUB_CACHE", ""),
+        ("HF_HUB_OFFLINE", "0"),
+    ];
+    let out = ok(&parallax_env(
+        &[
+            "train",
+            &r,
+            "--out",
+            dir.path().join("a").to_str().unwrap(),
+            "--max-steps",
+            "1",
+        ],
+        &env,
+    ));
+    assert!(
+        out.contains("acme--tiny-bert"),
+        "the tokenizer comes from the pulled model:\n{out}"
+    );
+    let n = hub.requests().len();
+    assert!(n >= 3, "{n} requests");
+    // offline: the cache serves the model, no request reaches the Hub
+    let offline = [
+        ("HF_ENDPOINT", hub.url()),
+        ("HF_HOME", home_s),
+        ("HF_HUB_CACHE", ""),
+        ("HF_HUB_OFFLINE", "1"),
+    ];
+    ok(&parallax_env(
+        &[
+            "train",
+            &r,
+            "--out",
+            dir.path().join("b").to_str().unwrap(),
+            "--max-steps",
+            "1",
+        ],
+        &offline,
+    ));
+    assert_eq!(hub.requests().len(), n);
+    // a repository the Hub does not have is named
+    let bad = recipe(
+        dir.path(),
+        "name = \"sentences\"\nlimit = 16",
+        "name = \"copies\"\nviews = 2",
+        2,
+        "pretrained = \"acme/missing-bert\"",
+        "",
+    );
+    let err = fails(&parallax_env(
+        &[
+            "train",
+            &bad,
+            "--out",
+            dir.path().join("c").to_str().unwrap(),
+        ],
+        &env,
+    ));
+    assert!(
+        err.contains("acme/missing-bert") && err.contains("not found"),
+        "{err}"
+    );
+}

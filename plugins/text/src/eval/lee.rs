@@ -156,11 +156,12 @@ parallax_core::register!(
                 eprintln!("warning: lee evaluator skipped: {e} (run scripts/fetch-data.sh text)");
                 None
             }
-            Err(e) => {
+            Err(e @ Error::Io { .. }) => {
                 return Err(Error::Data(format!(
                     "{e} (the lee evaluator needs gensim's Lee files: run scripts/fetch-data.sh text, or set optional = true)"
                 )))
             }
+            Err(e) => return Err(e),
         };
         let tok = TextTokenizer::resolve(cfg.tokenizer.as_deref(), ctx, cfg.max_length)?;
         Ok(Box::new(Lee { data, tok, cfg }))

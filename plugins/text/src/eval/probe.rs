@@ -143,11 +143,12 @@ parallax_core::register!(
                 );
                 vec![]
             }
-            Err(e) => {
+            Err(e @ Error::Io { .. }) => {
                 return Err(Error::Data(format!(
                     "{e} (run scripts/fetch-data.sh text, or set optional = true)"
                 )))
             }
+            Err(e) => return Err(e),
         };
         if !rows.is_empty() && rows.len() < cfg.folds {
             return Err(Error::Data(format!(

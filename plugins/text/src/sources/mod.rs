@@ -51,11 +51,18 @@ impl DataSource for TokenizedSource {
     }
 }
 
-/// Reads a UTF-8 text file, naming it on failure.
+/// Reads a text file, naming it on failure. A file that is not UTF-8 is
+/// read as Latin-1 (gensim's `lee.cor` and `pang_lee_polarity.cor` are
+/// Latin-1 / Windows-1252), with a warning.
 pub fn read_text(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    String::from_utf8(bytes)
-        .map_err(|e| Error::Data(format!("{}: not UTF-8 text: {e}", path.display())))
+    Ok(String::from_utf8(bytes).unwrap_or_else(|e| {
+        eprintln!(
+            "warning: {} is not UTF-8 ({e}); reading it as Latin-1",
+            path.display()
+        );
+        e.into_bytes().iter().map(|&b| b as char).collect()
+    }))
 }
 
 /// Whether `path` is JSON Lines (by extension).
