@@ -396,3 +396,20 @@ fn pretrained_comes_from_the_hub_then_the_offline_cache() {
         "{err}"
     );
 }
+
+#[test]
+fn simcse_takes_the_debiased_loss_as_an_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = recipe(
+        dir.path(),
+        "name = \"sentences\"\nlimit = 32\nmax_length = 16",
+        "name = \"copies\"\nviews = 2",
+        2,
+        SMALL_BERT,
+        "\n[loss]\nname = \"debiased_info_nce\"\ntemperature = 0.05\ntau_plus = 0.1\n",
+    );
+    let run = dir.path().join("run");
+    let out = ok(&parallax(&["train", &r, "--out", run.to_str().unwrap()]));
+    let loss = metric(&out, "train/loss");
+    assert!(loss.is_finite() && loss > 0.0, "{out}");
+}

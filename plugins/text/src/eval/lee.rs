@@ -37,6 +37,10 @@ struct LeeConfig {
     tokenizer: Option<String>,
     /// When the files are missing: warn and report nothing instead of failing.
     optional: bool,
+    /// Embed each sentence of a document and average them, instead of
+    /// encoding the whole document (for sentence encoders trained on short
+    /// sequences).
+    by_sentence: bool,
 }
 
 impl Default for LeeConfig {
@@ -48,6 +52,7 @@ impl Default for LeeConfig {
             every_epochs: 0,
             tokenizer: None,
             optional: false,
+            by_sentence: false,
         }
     }
 }
@@ -105,6 +110,29 @@ impl LeeData {
         }
         Ok(LeeData { docs, pairs })
     }
+}
+
+/// The sentences of a document: split after `.`, `!` or `?` followed by
+/// white space (the whole text when there is no such boundary).
+pub fn split_sentences(doc: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = doc.chars().peekable();
+    while let Some(c) = chars.next() {
+        cur.push(c);
+        if matches!(c, '.' | '!' | '?') && chars.peek().is_some_and(|n| n.is_whitespace()) {
+            let s = cur.trim();
+            if !s.is_empty() {
+                out.push(s.to_string());
+            }
+            cur.clear();
+        }
+    }
+    let s = cur.trim();
+    if !s.is_empty() {
+        out.push(s.to_string());
+    }
+    out
 }
 
 struct Lee {
