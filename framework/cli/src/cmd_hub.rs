@@ -5,9 +5,10 @@
 use anyhow::{Context, Result};
 use parallax_hub::{pull, HubConfig, MODEL_OPTIONAL, MODEL_REQUIRED};
 
-/// Pulls `files` (default: a BERT / sentence-transformers model's files) of
-/// `repo` at `revision`; prints each local path, the snapshot folder and
-/// the cache.
+/// Pulls `files` (default: a BERT / sentence-transformers model's files,
+/// the optional ones when the repository has them) of `repo` at `revision`;
+/// prints `NAME<TAB>PATH` for each file, then the snapshot folder, the
+/// commit and the cache.
 pub fn run(repo: &str, revision: Option<&str>, files: &[String], offline: bool) -> Result<()> {
     let mut cfg = HubConfig::from_env();
     cfg.offline |= offline;
@@ -22,6 +23,10 @@ pub fn run(repo: &str, revision: Option<&str>, files: &[String], offline: bool) 
         println!("{name}\t{}", path.display());
     }
     println!("snapshot\t{}", pulled.dir.display());
+    println!(
+        "commit\t{}",
+        pulled.commit.as_deref().unwrap_or("(unknown)")
+    );
     println!("cache\t{}", cfg.cache().display());
     Ok(())
 }

@@ -12,6 +12,8 @@ pub struct HubConfig {
     /// `~/.cache/huggingface/hub`).
     pub cache_dir: Option<PathBuf>,
     /// An access token for private or gated repositories (`HF_TOKEN`).
+    /// When `None`, `hf-hub` still looks for the token file that
+    /// `huggingface-cli login` writes (`HF_TOKEN_PATH`, `$HF_HOME/token`).
     pub token: Option<String>,
     /// Use only the cache, never the network (`HF_HUB_OFFLINE=1`).
     pub offline: bool,
@@ -41,22 +43,36 @@ fn cache_from_env(var: &dyn Fn(&str) -> Option<String>) -> PathBuf {
     PathBuf::from(var("HOME").unwrap_or_else(|| "/tmp".into())).join(".cache/huggingface/hub")
 }
 
+/// The Hub's address when none is set.
+pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
+
 impl HubConfig {
     /// The settings from the environment.
     pub fn from_env() -> Self {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        Self::from_lookup(&|k: &str| std::env::var(k).ok())
+    }
+
+    /// The settings from `var` (a stand-in for the environment; empty
+    /// values count as unset).
+    fn from_lookup(var: &dyn Fn(&str) -> Option<String>) -> Self {
+        let var = |k: &str| var(k).filter(|v| !v.trim().is_empty());
         HubConfig {
-            endpoint: var("HF_ENDPOINT").map(|e| e.trim_end_matches('/').to_string()),
+            endpoint: var("HF_ENDPOINT").map(|e| e.trim().trim_end_matches('/').to_string()),
             cache_dir: Some(cache_from_env(&var)),
-            token: var("HF_TOKEN"),
+            token: var("HF_TOKEN").map(|t| t.trim().to_string()),
             offline: var("HF_HUB_OFFLINE").is_some_and(|v| truthy(&v)),
         }
     }
 
-    /// The cache folder in use.
+    /// The endpoint in use (`https://huggingface.co` when unset).
+    pub fn endpoint(&self) -> &str {
+        self.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT)
+    }
+
+    /// The cache folder in use (from the environment when unset).
     pub fn cache(&self) -> PathBuf {
         self.cache_dir.clone().unwrap_or_else(|| {
-            cache_from_env(&|k: &str| std::env::var(k).ok().filter(|v| !v.is_empty()))
+            cache_from_env(&|k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
         })
     }
 }
@@ -84,6 +100,28 @@ mod tests {
             cache_from_env(&e),
             PathBuf::from("/u/.cache/huggingface/hub")
         );
+    }
+
+    #[test]
+    fn settings_come_from_the_variables() {
+        let vars = |k: &str| {
+            match k {
+                "HF_ENDPOINT" => Some("http://127.0.0.1:8080/ "),
+                "HF_HOME" => Some("/h"),
+                "HF_TOKEN" => Some("hf_x"),
+                "HF_HUB_OFFLINE" => Some("True"),
+                _ => None,
+            }
+            .map(String::from)
+        };
+        let c = HubConfig::from_lookup(&vars);
+        assert_eq!(c.endpoint(), "http://127.0.0.1:8080");
+        assert_eq!(c.cache(), PathBuf::from("/h/hub"));
+        assert_eq!(c.token.as_deref(), Some("hf_x"));
+        assert!(c.offline);
+        let c = HubConfig::from_lookup(&|k: &str| (k == "HF_HUB_OFFLINE").then(|| "0".into()));
+        assert_eq!(c.endpoint(), DEFAULT_ENDPOINT);
+        assert!(!c.offline && c.token.is_none());
     }
 
     #[test]
