@@ -72,20 +72,16 @@ pub struct BertEncoderConfig {
     pub max_position_embeddings: Option<usize>,
 }
 
-/// Files a pretrained BERT folder or repository needs, and those kept
-/// alongside (copied on export).
+/// Files a pretrained BERT folder or repository needs.
 pub const REQUIRED_FILES: &[&str] = &["config.json", "model.safetensors"];
-/// Copied on export when present.
-pub const OPTIONAL_FILES: &[&str] = &[
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "modules.json",
-    "sentence_bert_config.json",
-    "config_sentence_transformers.json",
-    "1_Pooling/config.json",
-];
+
+/// Files kept alongside when present (copied on export): the tokenizer and
+/// the tokenizer / sentence-transformers files of `parallax_hub::MODEL_OPTIONAL`.
+pub fn optional_files() -> Vec<&'static str> {
+    std::iter::once("tokenizer.json")
+        .chain(parallax_hub::MODEL_OPTIONAL.iter().copied())
+        .collect()
+}
 
 /// The BERT encoder.
 pub struct BertEncoder {
@@ -130,7 +126,7 @@ impl BertEncoder {
                     cfg.revision.as_deref(),
                     ctx,
                     REQUIRED_FILES,
-                    OPTIONAL_FILES,
+                    &optional_files(),
                 )?;
                 let cpath = files.file("config.json")?;
                 let text = std::fs::read_to_string(&cpath).map_err(|e| Error::io(&cpath, e))?;
@@ -138,7 +134,7 @@ impl BertEncoder {
                 let wpath = files.file("model.safetensors")?;
                 let tensors = candle_core::safetensors::load(&wpath, &Device::Cpu)
                     .map_err(|e| Error::Data(format!("{}: {e}", wpath.display())))?;
-                let extra = OPTIONAL_FILES
+                let extra = optional_files()
                     .iter()
                     .filter_map(|f| files.files.get(*f).map(|p| (f.to_string(), p.clone())))
                     .collect();
