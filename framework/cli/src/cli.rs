@@ -38,6 +38,21 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
     },
+    /// Write a grid of augmented views of a recipe's first images to a PNG
+    /// (one row per view, one column per image).
+    Views {
+        /// The recipe file (TOML).
+        recipe: PathBuf,
+        /// Override a recipe value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// The PNG file to write.
+        #[arg(long, default_value = "views.png")]
+        out: PathBuf,
+        /// Images (columns).
+        #[arg(long, default_value_t = 8)]
+        images: usize,
+    },
     /// List registered components, optionally of one kind.
     List {
         /// data, views, encoders, heads, losses, methods, evaluators or loggers.
@@ -187,6 +202,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
             resume,
             device,
         } => train(&recipe, &sets, out, max_steps, resume, device),
+        Command::Views {
+            recipe,
+            sets,
+            out,
+            images,
+        } => {
+            let r = Recipe::load(&recipe, &sets)
+                .with_context(|| format!("cannot load {}", recipe.display()))?;
+            let grid = trainer::preview_views(&r, images)
+                .with_context(|| format!("cannot draw the views of {}", recipe.display()))?;
+            let png = parallax_core::logging::tensorboard::encode_png(&grid)?;
+            parallax_core::checkpoint::write_atomic(&out, &png)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "wrote {} ({} x {} pixels; one row per view, one column per image)",
+                out.display(),
+                grid.width,
+                grid.height
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::List { kind } => list(kind.as_deref()),
         Command::Recipe {
             command: RecipeCommand::Show { recipe, sets },

@@ -184,6 +184,17 @@ impl Params {
         Component::from_dict(section, dict, self.origins.clone()).map(Some)
     }
 
+    /// Sets `key` to `value` unless the recipe gives it (a default that
+    /// depends on another component, e.g. a predictor's output width).
+    pub fn set_default(&mut self, key: &str, value: impl serde::Serialize) -> Result<()> {
+        if !self.dict.contains_key(key) {
+            let v = Value::serialize(value)
+                .map_err(|e| Error::Recipe(format!("[{}] {key}: {e}", self.section)))?;
+            self.dict.insert(key.to_string(), v);
+        }
+        Ok(())
+    }
+
     /// An error about `key` of this component, naming where it came from.
     pub fn error(&self, key: &str, message: impl std::fmt::Display) -> Error {
         key_error(&self.origins, &format!("{}.{key}", self.section), message)
@@ -275,6 +286,13 @@ pub struct TrainConfig {
     pub prefetch: usize,
     /// Drop the last incomplete batch of an epoch.
     pub drop_last: bool,
+    /// Train on only this many labelled examples per class (a few-label
+    /// experiment; none: every example). The examples are chosen by
+    /// `label_seed` alone, as the `linear_probe` and `finetune`
+    /// evaluators' `per_class` choose theirs, so all pick the same images.
+    pub labels_per_class: Option<usize>,
+    /// The seed that picks the `labels_per_class` examples: 0.
+    pub label_seed: u64,
 }
 
 impl Default for TrainConfig {
@@ -292,6 +310,8 @@ impl Default for TrainConfig {
             workers: 2,
             prefetch: 4,
             drop_last: true,
+            labels_per_class: None,
+            label_seed: 0,
         }
     }
 }

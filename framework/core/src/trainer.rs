@@ -64,6 +64,25 @@ impl Experiment {
         if source.is_empty() {
             return Err(Error::Data(format!("{} has no samples", source.describe())));
         }
+        let source: Arc<dyn DataSource> = match recipe.train.labels_per_class {
+            Some(k) => {
+                let idx = crate::data::subset::per_class_indices(
+                    source.as_ref(),
+                    k,
+                    recipe.train.label_seed,
+                )
+                .map_err(|e| Error::Recipe(format!("train.labels_per_class: {e}")))?;
+                Arc::new(crate::data::subset::SubsetSource::new(
+                    source,
+                    idx,
+                    format!(
+                        "{k} labelled examples per class (label seed {})",
+                        recipe.train.label_seed
+                    ),
+                ))
+            }
+            None => source,
+        };
         let meta = source.meta();
         ctx.meta = meta.clone();
         let views_spec = recipe
@@ -90,6 +109,7 @@ impl Experiment {
             vb,
             meta: meta.clone(),
             seed: recipe.seed,
+            store: store.clone(),
         })?;
         if method.num_views() != views.num_views() {
             return Err(Error::Recipe(format!(
@@ -146,6 +166,8 @@ impl Experiment {
             device: &self.device,
             seed: recipe.seed,
             base_dir: PathBuf::from("."),
+            store: Some(&self.store),
+            method: Some(self.method.as_ref()),
         };
         let mut out = Vec::new();
         for e in self.evaluators.iter_mut() {
@@ -242,6 +264,25 @@ pub fn spread(embeddings: &candle_core::Tensor) -> Result<f64> {
         .mean_all()?
         .to_scalar::<f32>()? as f64;
     Ok(std * d.sqrt())
+}
+
+/// Alignment, uniformity and RankMe of a step's paired embeddings (on at
+/// most 512 rows), see [`crate::eval::representation`].
+fn pair_metrics(a: &candle_core::Tensor, b: &candle_core::Tensor) -> Result<Vec<(String, f64)>> {
+    use crate::eval::representation::{alignment, rankme, uniformity};
+    let n = a.dim(0)?.min(512);
+    let (a, b) = (
+        a.narrow(0, 0, n)?.to_dtype(DType::F32)?,
+        b.narrow(0, 0, n)?.to_dtype(DType::F32)?,
+    );
+    if n < 2 {
+        return Ok(Vec::new());
+    }
+    Ok(vec![
+        ("train/alignment".to_string(), alignment(&a, &b)?),
+        ("train/uniformity".to_string(), uniformity(&a)?),
+        ("train/rankme".to_string(), rankme(&a)?),
+    ])
 }
 
 fn fmt_metrics(m: &[(String, f64)]) -> String {
@@ -385,6 +426,7 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
             let mut step_loss = 0.0;
             let mut scalars = Vec::new();
             let mut embeddings = None;
+            let mut pair = None;
             for micro in 0..tc.accumulate {
                 let wait = Instant::now();
                 let next = batches.next();
@@ -436,6 +478,7 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
                 }
                 scalars = out.scalars;
                 embeddings = out.embeddings;
+                pair = out.pair;
             }
             let Some(mut grads) = grads else {
                 break 'epochs;
@@ -486,6 +529,9 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
                         );
                         log_all(&mut loggers, |l| l.message(step, &msg))?;
                     }
+                }
+                if let Some((a, b)) = &pair {
+                    s.extend(pair_metrics(a, b)?);
                 }
                 s.extend(scalars.iter().cloned());
                 log_all(&mut loggers, |l| l.scalars(step, &s))?;
@@ -589,4 +635,47 @@ pub fn evaluate_run(run_dir: &Path, device: Option<&str>) -> Result<Vec<(String,
 pub fn export_run(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
     let (_, exp) = load_run(run_dir, Some("cpu"), false)?;
     exp.method.encoder().export(out)
+}
+
+/// A grid of augmented views of the first `images` training samples of
+/// `recipe`: one row per view, one column per image (`parallax views`).
+pub fn preview_views(recipe: &Recipe, images: usize) -> Result<crate::logging::ImageU8> {
+    registry::check()?;
+    let mut ctx = BuildCtx::new(recipe.seed, Split::Train);
+    ctx.encoder = Some(recipe.encoder.clone());
+    let source = (registry::data_source(&recipe.data.name)?.build)(&recipe.data.params, &ctx)?;
+    ctx.meta = source.meta();
+    let spec = recipe
+        .views
+        .as_ref()
+        .ok_or_else(|| Error::Recipe("missing section [views] (the view generator)".into()))?;
+    let views = (registry::views(&spec.name)?.build)(&spec.params, &ctx)?;
+    let n = images.min(source.len());
+    if n == 0 {
+        return Err(Error::Data(format!("{} has no samples", source.describe())));
+    }
+    let mut per_view: Vec<Vec<crate::batch::Sample>> = vec![Vec::new(); views.num_views()];
+    for i in 0..n {
+        let mut rng = Rng::derive(recipe.seed, "views/preview", &[i as u64]);
+        for (v, s) in views
+            .generate(&source.get(i)?, &mut rng)?
+            .into_iter()
+            .enumerate()
+        {
+            per_view[v].push(s);
+        }
+    }
+    let rows = per_view
+        .iter()
+        .map(|samples| {
+            let b = crate::batch::Batch::collate(samples, &Device::Cpu)?;
+            b.get("image").cloned().map_err(|_| {
+                Error::Data(format!(
+                    "view generator `{}` makes no `image` field to draw",
+                    spec.name
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    image_grid(&rows, n, 2)
 }

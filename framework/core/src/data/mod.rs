@@ -1,6 +1,7 @@
 //! Data sources and the parallel loader.
 
 pub mod loader;
+pub mod subset;
 pub mod synthetic;
 
 use std::path::PathBuf;

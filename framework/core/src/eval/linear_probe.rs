@@ -12,6 +12,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 use serde::Deserialize;
 
+use crate::data::subset::per_class_indices;
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::eval::features::{extract, source, subset};
@@ -60,8 +61,22 @@ pub struct LinearProbe {
 }
 
 impl LinearProbe {
-    /// Trains on features `x [N, D]` with labels in `0..num_classes`.
+    /// Trains on features `x [N, D]` with labels in `0..num_classes`,
+    /// standardised with their own mean and standard deviation.
     pub fn fit(x: &Tensor, labels: &[i64], num_classes: usize, cfg: &ProbeConfig) -> Result<Self> {
+        Self::fit_standardized_by(x, labels, num_classes, cfg, None)
+    }
+
+    /// As [`LinearProbe::fit`], with the standardisation statistics taken
+    /// from `unlabeled [M, D]` when given (e.g. many unlabeled training
+    /// examples when only a few are labelled: the statistics need no labels).
+    pub fn fit_standardized_by(
+        x: &Tensor,
+        labels: &[i64],
+        num_classes: usize,
+        cfg: &ProbeConfig,
+        unlabeled: Option<&Tensor>,
+    ) -> Result<Self> {
         let (n, d) = x.dims2()?;
         if n != labels.len() || n == 0 {
             return Err(Error::Shape(format!(
@@ -75,7 +90,10 @@ impl LinearProbe {
             )));
         }
         let x = x.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
-        let (mean, std) = standardizer(&x)?;
+        let (mean, std) = match unlabeled {
+            Some(u) => standardizer(&u.to_dtype(DType::F32)?.to_device(&Device::Cpu)?)?,
+            None => standardizer(&x)?,
+        };
         let xs = x.broadcast_sub(&mean)?.broadcast_div(&std)?;
         let y = Tensor::from_vec(
             labels.iter().map(|&l| l as u32).collect::<Vec<_>>(),
@@ -171,6 +189,18 @@ pub struct LinearProbeEvalConfig {
     pub every_epochs: usize,
     /// Train on at most this many training examples (a seeded subset).
     pub train_limit: Option<usize>,
+    /// Train on this many labelled examples per class instead (chosen by
+    /// `label_seed`, the same images as `[train] labels_per_class`).
+    pub per_class: Option<usize>,
+    /// The seed that picks the `per_class` examples: 0.
+    pub label_seed: u64,
+    /// With `per_class`: standardise with the statistics of this many
+    /// training examples, their labels unused (a seeded subset; 0: the
+    /// labelled examples' own statistics). Default 10000.
+    pub standardize_on: usize,
+    /// L2-normalise the features before standardising them (the geometry
+    /// the kNN monitor and the contrastive losses use).
+    pub l2_normalize: bool,
     /// Test on at most this many test examples.
     pub test_limit: Option<usize>,
     /// Batch size for feature extraction.
@@ -202,6 +232,10 @@ impl Default for LinearProbeEvalConfig {
         LinearProbeEvalConfig {
             every_epochs: 0,
             train_limit: None,
+            per_class: None,
+            label_seed: 0,
+            standardize_on: 10000,
+            l2_normalize: false,
             test_limit: None,
             extract_batch_size: 512,
             epochs: ProbeConfig::default().epochs,
@@ -226,7 +260,10 @@ impl Evaluator for LinearProbeEval {
         })?;
         let train = source(ctx, Split::Train)?;
         let test = source(ctx, Split::Test)?;
-        let ti = subset(train.len(), c.train_limit, ctx.seed, "probe/train");
+        let ti = match c.per_class {
+            Some(k) => per_class_indices(train.as_ref(), k, c.label_seed)?,
+            None => subset(train.len(), c.train_limit, ctx.seed, "probe/train"),
+        };
         let qi = subset(test.len(), c.test_limit, ctx.seed, "probe/test");
         let (tx, ty) = extract(
             ctx.encoder,
@@ -242,7 +279,30 @@ impl Evaluator for LinearProbeEval {
             ctx.device,
             c.extract_batch_size,
         )?;
-        let probe = LinearProbe::fit(&tx, &ty, classes, &c.probe())?;
+        let l2 = |x: Tensor| -> Result<Tensor> {
+            if c.l2_normalize {
+                Ok(crate::losses::l2_normalize(&x)?)
+            } else {
+                Ok(x)
+            }
+        };
+        let (tx, qx) = (l2(tx)?, l2(qx)?);
+        let stats = match c.per_class {
+            Some(_) if c.standardize_on > 0 => {
+                let ui = subset(train.len(), Some(c.standardize_on), ctx.seed, "probe/stats");
+                Some(l2(extract(
+                    ctx.encoder,
+                    train.as_ref(),
+                    &ui,
+                    ctx.device,
+                    c.extract_batch_size,
+                )?
+                .0)?)
+            }
+            _ => None,
+        };
+        let probe =
+            LinearProbe::fit_standardized_by(&tx, &ty, classes, &c.probe(), stats.as_ref())?;
         Ok(vec![(
             "linear_probe/top1".into(),
             probe.accuracy(&qx, &qy)?,
@@ -258,6 +318,9 @@ crate::register!(
         let c: LinearProbeEvalConfig = p.extract()?;
         if c.epochs == 0 || c.lr.is_nan() || c.lr <= 0.0 {
             return Err(p.error("epochs", "epochs and lr must be positive"));
+        }
+        if c.per_class == Some(0) {
+            return Err(p.error("per_class", "must be at least 1"));
         }
         Ok(Box::new(LinearProbeEval(c)))
     }

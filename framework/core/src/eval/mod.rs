@@ -1,8 +1,11 @@
 //! Evaluators: measure the encoder during and after training.
 
+pub mod classifier;
 pub mod features;
+pub mod finetune;
 pub mod knn;
 pub mod linear_probe;
+pub mod representation;
 
 use candle_core::Device;
 
@@ -27,6 +30,11 @@ pub struct EvalCtx<'a> {
     pub seed: u64,
     /// The base folder for relative paths.
     pub base_dir: std::path::PathBuf,
+    /// The trained variables (`encoder.*`, ...), for evaluators that copy
+    /// the encoder (fine-tuning).
+    pub store: Option<&'a crate::nn::init::VarStore>,
+    /// The method, for evaluators of its own outputs (a classifier's logits).
+    pub method: Option<&'a dyn crate::methods::Method>,
 }
 
 /// An evaluator (kNN, linear probe, ...).

@@ -574,7 +574,8 @@ pub fn histogram(values: &[f32]) -> HistogramProto {
     h
 }
 
-fn encode_png(image: &ImageU8) -> Result<Vec<u8>> {
+/// Encodes an image as PNG.
+pub fn encode_png(image: &ImageU8) -> Result<Vec<u8>> {
     let color = match image.channels {
         1 => png::ColorType::Grayscale,
         3 => png::ColorType::Rgb,

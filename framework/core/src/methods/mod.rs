@@ -1,8 +1,15 @@
 //! Methods: generic self-supervised objectives (SimCLR, ...), independent of
 //! the modality. A method owns its heads, target networks, queues and loss.
 
+pub mod byol;
+pub mod dino;
+pub mod moco;
 pub mod simclr;
 pub mod simcse;
+pub mod simsiam;
+pub mod supervised;
+pub mod target;
+pub mod triplet;
 
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
@@ -11,8 +18,10 @@ use crate::batch::Batch;
 use crate::data::DataMeta;
 use crate::error::Result;
 use crate::losses::Loss;
+use crate::nn::encoder::Head;
 use crate::nn::encoder::{Encoder, ForwardCtx};
 use crate::recipe::{Component, Params};
+use crate::registry;
 
 /// What a training step returns.
 pub struct StepOutput {
@@ -22,6 +31,9 @@ pub struct StepOutput {
     pub scalars: Vec<(String, f64)>,
     /// L2-normalised embeddings of one view, for collapse monitoring.
     pub embeddings: Option<Tensor>,
+    /// L2-normalised embeddings of two views of the same samples (rows
+    /// paired), for the alignment and uniformity metrics of Wang & Isola.
+    pub pair: Option<(Tensor, Tensor)>,
 }
 
 /// Everything a method constructor gets.
@@ -40,6 +52,9 @@ pub struct MethodCtx {
     pub meta: DataMeta,
     /// The run's seed.
     pub seed: u64,
+    /// The store holding every variable (to pair a target network's
+    /// variables with the online ones, see [`target::TargetNetwork`]).
+    pub store: crate::nn::init::VarStore,
 }
 
 /// Step information passed to `after_step`.
@@ -68,6 +83,11 @@ pub trait Method: Send {
     }
     /// The number of views the method expects.
     fn num_views(&self) -> usize;
+    /// Class logits `[B, K]` of a batch, for methods that train a classifier
+    /// (the supervised baseline); `None` for the others.
+    fn logits(&self, _batch: &Batch, _ctx: &mut ForwardCtx) -> Option<Result<Tensor>> {
+        None
+    }
     /// State outside the model variables (queues, centres), for checkpoints.
     fn state(&self) -> Result<std::collections::BTreeMap<String, Tensor>> {
         Ok(Default::default())
@@ -76,4 +96,35 @@ pub trait Method: Send {
     fn load_state(&mut self, _state: &std::collections::HashMap<String, Tensor>) -> Result<()> {
         Ok(())
     }
+}
+
+/// The head `key` of a method: the recipe's `[method.KEY]` component when
+/// given (already taken out of the parameters, see
+/// [`Params::take_component`]), else `default_name` with `defaults`.
+pub fn head_spec(
+    ctx: &MethodCtx,
+    given: Option<Component>,
+    key: &str,
+    default_name: &str,
+    defaults: toml::Table,
+) -> Result<Component> {
+    match given {
+        Some(c) => Ok(c),
+        None => Component::new(
+            &format!("{}.{key}", ctx.params.section()),
+            default_name,
+            defaults,
+        ),
+    }
+}
+
+/// Builds the head `spec` on inputs of width `in_dim` under `vb` (call
+/// twice, under `vb.pp(key)` and `vb.pp("target").pp(key)`, for a head and
+/// its target copy).
+pub fn build_head_at(
+    spec: &Component,
+    in_dim: usize,
+    vb: VarBuilder<'static>,
+) -> Result<Box<dyn Head>> {
+    (registry::head(&spec.name)?.build)(&spec.params, in_dim, vb)
 }

@@ -121,7 +121,8 @@ impl Method for Simclr {
         Ok(StepOutput {
             loss,
             scalars: vec![("train/positive_cosine".into(), pos)],
-            embeddings: Some(n0),
+            embeddings: Some(n0.clone()),
+            pair: Some((n0, n1)),
         })
     }
 

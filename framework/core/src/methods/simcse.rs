@@ -147,7 +147,8 @@ impl Method for Simcse {
         Ok(StepOutput {
             loss,
             scalars,
-            embeddings: Some(n0),
+            embeddings: Some(n0.clone()),
+            pair: Some((n0, n1)),
         })
     }
 

@@ -2,6 +2,8 @@
 //! traits, heads described as data, the seeded variable store.
 
 pub mod batch_norm;
+pub mod dino_head;
 pub mod encoder;
+pub mod heads;
 pub mod init;
 pub mod mlp;
