@@ -390,3 +390,40 @@ fn views_command_writes_a_png_grid() {
     // 2 views of 28 px + padding: 2 x 30 + 2 = 62 rows; 5 x 30 + 2 = 152 columns
     assert!(text.contains("152 x 62"), "{text}");
 }
+
+#[test]
+fn simsiam_without_a_predictor_collapses_and_the_trainer_warns() {
+    // Chen & He 2021, table 1: removing the predictor makes SimSiam collapse
+    let dir = tempfile::tempdir().unwrap();
+    let tail = format!(
+        "{VIEWS2}{}",
+        r#"
+[method]
+name = "simsiam"
+[method.projector]
+name = "mlp"
+layers = [{ dim = 16, activation = "relu" }, { dim = 16 }]
+[method.predictor]
+name = "identity"
+"#
+    );
+    let r = recipe(dir.path(), "collapse", &tail);
+    let run = dir.path().join("run");
+    let out = train(
+        &r,
+        &run,
+        &[
+            "--set",
+            "eval=[]",
+            "--set",
+            "train.epochs=6",
+            "--set",
+            "optimizer.lr=0.01",
+        ],
+    );
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert!(
+        out.contains("embeddings are collapsing") || metrics.contains("embeddings are collapsing"),
+        "no collapse warning:\n{out}"
+    );
+}

@@ -412,6 +412,10 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
     let mut data_wait = 0.0f64;
     let mut collapse_warned = false;
     let mut epoch = step / steps_per_epoch;
+    // wall-clock time of the training loop (evaluations between epochs
+    // excluded), reported in results.json as `train_seconds`
+    let mut train_seconds = 0.0f64;
+    let mut loop_start = Instant::now();
     'epochs: while step < stop_at {
         let skip = ((step - epoch * steps_per_epoch) as usize) * tc.accumulate;
         let mut batches = loader.epoch(epoch, skip);
@@ -561,6 +565,7 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
         }
         drop(batches);
         epoch += 1;
+        train_seconds += loop_start.elapsed().as_secs_f64();
         if step < stop_at {
             let m = exp.evaluate(recipe, Some(epoch as usize))?;
             if !m.is_empty() {
@@ -569,7 +574,9 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
                 log_all(&mut loggers, |l| l.message(step, &text))?;
             }
         }
+        loop_start = Instant::now();
     }
+    train_seconds += loop_start.elapsed().as_secs_f64();
     save_checkpoint(&exp, opt.as_ref(), recipe, step, &run_dir)?;
     let mut metrics = vec![("train/loss".to_string(), last_loss)];
     if !exp.evaluators.is_empty() {
@@ -577,7 +584,7 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
         log_all(&mut loggers, |l| l.scalars(step, &m))?;
         metrics.extend(m);
     }
-    write_results(&run_dir, step, &metrics, &init_metrics)?;
+    write_results(&run_dir, step, &metrics, &init_metrics, train_seconds)?;
     log_all(&mut loggers, |l| l.finish(step, &metrics))?;
     Ok(TrainOutcome {
         step,
@@ -592,9 +599,15 @@ fn write_results(
     step: u64,
     metrics: &[(String, f64)],
     init: &[(String, f64)],
+    train_seconds: f64,
 ) -> Result<()> {
     let to_map = |m: &[(String, f64)]| m.iter().cloned().collect::<BTreeMap<String, f64>>();
-    let v = serde_json::json!({ "step": step, "final": to_map(metrics), "init": to_map(init) });
+    let v = serde_json::json!({
+        "step": step,
+        "train_seconds": train_seconds,
+        "final": to_map(metrics),
+        "init": to_map(init),
+    });
     checkpoint::write_atomic(&dir.join(RESULTS), format!("{v:#}\n").as_bytes())
 }
 

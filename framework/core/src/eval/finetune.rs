@@ -43,7 +43,8 @@ struct FinetuneConfig {
     epochs: usize,
     /// Examples per step: 64.
     batch_size: usize,
-    /// The head's peak learning rate (AdamW, cosine decay): 1e-3.
+    /// The head's peak learning rate (AdamW, cosine decay, on standardised
+    /// features): 1e-2.
     lr: f64,
     /// The encoder's learning rate relative to the head's: 0.1.
     encoder_lr_scale: f64,
@@ -61,7 +62,7 @@ impl Default for FinetuneConfig {
             label_seed: 0,
             epochs: 100,
             batch_size: 64,
-            lr: 1e-3,
+            lr: 1e-2,
             encoder_lr_scale: 0.1,
             weight_decay: 1e-4,
             test_limit: None,
@@ -121,6 +122,15 @@ impl Evaluator for Finetune {
             })?;
             var.set(src.as_tensor())?;
         }
+        // the head sees features standardised with the statistics of the
+        // starting encoder on the labelled examples (as the linear probe
+        // does), so one learning rate suits any encoder's feature scale
+        let (fx, _) =
+            crate::eval::features::extract(encoder.as_ref(), train.as_ref(), &ti, ctx.device, 512)?;
+        let (mean, std) = crate::eval::linear_probe::standardizer(&fx)?;
+        let (mean, std) = (mean.to_device(ctx.device)?, std.to_device(ctx.device)?);
+        let standardize =
+            |h: &Tensor| -> Result<Tensor> { Ok(h.broadcast_sub(&mean)?.broadcast_div(&std)?) };
         let head = candle_nn::linear(encoder.output_dim(), classes, vb.pp("finetune_head"))?;
         let (mut enc_vars, mut head_vars) = (Vec::new(), Vec::new());
         for (name, var) in store.named_vars() {
@@ -182,7 +192,7 @@ impl Evaluator for Finetune {
                 let mut fctx =
                     ForwardCtx::train(Rng::derive(ctx.seed, "finetune/step", &[step as u64]));
                 let h = encoder.forward(&batch, &mut fctx)?;
-                let logits = candle_nn::Module::forward(&head, &h)?;
+                let logits = candle_nn::Module::forward(&head, &standardize(&h)?)?;
                 let y = Tensor::new(labels.as_slice(), ctx.device)?;
                 let logp = log_softmax_last_dim(&logits)?;
                 let loss = logp.gather(&y.unsqueeze(1)?, 1)?.mean_all()?.neg()?;
@@ -211,7 +221,7 @@ impl Evaluator for Finetune {
                 .ok_or_else(|| Error::Data("finetune: a test sample has no label".into()))?;
             let batch = Batch::collate(&samples, &Device::Cpu)?.to_device(ctx.device)?;
             let h = encoder.forward(&batch, &mut ectx)?;
-            let pred = candle_nn::Module::forward(&head, &h)?
+            let pred = candle_nn::Module::forward(&head, &standardize(&h)?)?
                 .argmax(1)?
                 .to_dtype(DType::I64)?
                 .to_vec1::<i64>()?;
