@@ -3,11 +3,16 @@
 //! CNN encoders.
 
 pub mod augment;
+pub mod cifar;
 pub mod embedded;
 pub mod idx;
 pub mod image;
+pub mod image_folder;
 pub mod input_norm;
+pub mod multi_crop;
+pub mod pretrained;
 pub mod resnet;
 pub mod small_cnn;
 pub mod sources;
 pub mod views;
+pub mod vit;

@@ -11,6 +11,15 @@
 //! `layer1.0.conv1.weight`, `layer2.0.downsample.0.weight`, ...), so that
 //! checkpoints keep that layout. Convolutions and batch norm (+ ReLU) run on
 //! the project's gradient-checked kernels (`parallax_core::ops`).
+//!
+//! `pretrained` loads a checkpoint in these names (timm's and torchvision's
+//! ResNets, converted to safetensors): a `.safetensors` file, a folder
+//! holding `model.safetensors`, or a Hugging Face Hub id such as
+//! `timm/resnet18.a1_in1k` (see [`crate::pretrained`]). The classifier
+//! (`fc.*`) and `num_batches_tracked` are ignored; every other tensor must
+//! match a variable in name and shape. Hugging Face transformers'
+//! `ResNetModel` layout (`embedder.embedder.convolution.weight`, ...) is
+//! not mapped: convert such checkpoints to torchvision names first.
 
 use candle_core::Tensor;
 use candle_nn::init::{FanInOut, Init, NonLinearity, NormalOrUniform};
@@ -25,6 +34,7 @@ use parallax_core::ops::pool::max_pool2d;
 use serde::Deserialize;
 
 use crate::input_norm::{image_channels, InputNorm};
+use crate::pretrained::{open_optional, Recorder};
 
 /// The first layers of the network.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -54,6 +64,11 @@ pub struct ResNetConfig {
     pub mean: Vec<f32>,
     /// Per-channel standard deviation the input is divided by.
     pub std: Vec<f32>,
+    /// Pretrained weights in torchvision / timm names: a `.safetensors`
+    /// file, a folder holding `model.safetensors`, or a Hub id.
+    pub pretrained: Option<String>,
+    /// The Hub revision (branch, tag or commit) of `pretrained`.
+    pub revision: Option<String>,
 }
 
 impl Default for ResNetConfig {
@@ -66,6 +81,8 @@ impl Default for ResNetConfig {
             zero_init_residual: false,
             mean: vec![0.485, 0.456, 0.406],
             std: vec![0.229, 0.224, 0.225],
+            pretrained: None,
+            revision: None,
         }
     }
 }
@@ -156,8 +173,20 @@ pub struct ResNet {
 }
 
 impl ResNet {
-    /// Builds the network for images with `in_channels` channels.
+    /// Builds the network for images with `in_channels` channels, then
+    /// loads `cfg.pretrained` into it when set.
     pub fn new(cfg: &ResNetConfig, in_channels: usize, vb: VarBuilder) -> Result<Self> {
+        let ckpt = open_optional("resnet", cfg.pretrained.as_deref(), cfg.revision.as_deref())?;
+        let recorder = Recorder::new();
+        let vb = recorder.wrap(vb);
+        let net = Self::build(cfg, in_channels, &vb)?;
+        if let Some(ckpt) = ckpt {
+            ckpt.load_into(&vb, &recorder.vars(), &["fc."])?;
+        }
+        Ok(net)
+    }
+
+    fn build(cfg: &ResNetConfig, in_channels: usize, vb: &VarBuilder) -> Result<Self> {
         let (blocks_per_stage, bottleneck): (&[usize], bool) = match cfg.depth {
             18 => (&[2, 2, 2, 2], false),
             34 => (&[3, 4, 6, 3], false),
@@ -175,8 +204,8 @@ impl ResNet {
         let norm = InputNorm::new("resnet", &cfg.mean, &cfg.std, in_channels, vb.device())?;
         let w = cfg.width;
         let stem = match cfg.stem {
-            Stem::Cifar => ConvBn::new(&vb, "1", in_channels, w, 3, 1, false)?,
-            Stem::Imagenet => ConvBn::new(&vb, "1", in_channels, w, 7, 2, false)?,
+            Stem::Cifar => ConvBn::new(vb, "1", in_channels, w, 3, 1, false)?,
+            Stem::Imagenet => ConvBn::new(vb, "1", in_channels, w, 7, 2, false)?,
         };
         let expansion = if bottleneck { 4 } else { 1 };
         let mut blocks = Vec::new();
