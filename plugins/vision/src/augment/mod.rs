@@ -15,21 +15,35 @@
 //! ]
 //! ```
 //!
+//! Also available: `random_grayscale`, `normalize`, `rotation`,
+//! `gaussian_blur` (SimCLR), `solarize` (BYOL), `gaussian_noise` and
+//! `cutout` (DeVries & Taylor 2017).
+//!
 //! Transforms never panic on bad options; invalid values are reported by
 //! `validate` and otherwise handled gracefully (e.g. an empty range gives
 //! its lower end).
 
 mod color_jitter;
+mod cutout;
 mod flip;
+mod gaussian_blur;
+mod gaussian_noise;
 mod grayscale;
 mod normalize;
 mod random_resized_crop;
+mod rotation;
+mod solarize;
 
 pub use color_jitter::ColorJitter;
+pub use cutout::Cutout;
 pub use flip::HorizontalFlip;
+pub use gaussian_blur::GaussianBlur;
+pub use gaussian_noise::GaussianNoise;
 pub use grayscale::RandomGrayscale;
 pub use normalize::Normalize;
 pub use random_resized_crop::RandomResizedCrop;
+pub use rotation::RandomRotation;
+pub use solarize::RandomSolarize;
 
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
@@ -93,6 +107,16 @@ pub enum PipelineConfig {
     RandomGrayscale(RandomGrayscale),
     /// `name = "normalize"`: see [`Normalize`].
     Normalize(Normalize),
+    /// `name = "rotation"`: see [`RandomRotation`].
+    Rotation(RandomRotation),
+    /// `name = "gaussian_blur"`: see [`GaussianBlur`].
+    GaussianBlur(GaussianBlur),
+    /// `name = "solarize"`: see [`RandomSolarize`].
+    Solarize(RandomSolarize),
+    /// `name = "gaussian_noise"`: see [`GaussianNoise`].
+    GaussianNoise(GaussianNoise),
+    /// `name = "cutout"`: see [`Cutout`].
+    Cutout(Cutout),
 }
 
 impl PipelineConfig {
@@ -104,6 +128,11 @@ impl PipelineConfig {
             PipelineConfig::ColorJitter(_) => "color_jitter",
             PipelineConfig::RandomGrayscale(_) => "random_grayscale",
             PipelineConfig::Normalize(_) => "normalize",
+            PipelineConfig::Rotation(_) => "rotation",
+            PipelineConfig::GaussianBlur(_) => "gaussian_blur",
+            PipelineConfig::Solarize(_) => "solarize",
+            PipelineConfig::GaussianNoise(_) => "gaussian_noise",
+            PipelineConfig::Cutout(_) => "cutout",
         }
     }
 
@@ -115,6 +144,11 @@ impl PipelineConfig {
             PipelineConfig::ColorJitter(c) => c.validate(),
             PipelineConfig::RandomGrayscale(c) => c.validate(),
             PipelineConfig::Normalize(c) => c.validate(),
+            PipelineConfig::Rotation(c) => c.validate(),
+            PipelineConfig::GaussianBlur(c) => c.validate(),
+            PipelineConfig::Solarize(c) => c.validate(),
+            PipelineConfig::GaussianNoise(c) => c.validate(),
+            PipelineConfig::Cutout(c) => c.validate(),
         }
     }
 
@@ -126,6 +160,11 @@ impl PipelineConfig {
             PipelineConfig::ColorJitter(c) => Box::new(c.clone()),
             PipelineConfig::RandomGrayscale(c) => Box::new(c.clone()),
             PipelineConfig::Normalize(c) => Box::new(c.clone()),
+            PipelineConfig::Rotation(c) => Box::new(c.clone()),
+            PipelineConfig::GaussianBlur(c) => Box::new(c.clone()),
+            PipelineConfig::Solarize(c) => Box::new(c.clone()),
+            PipelineConfig::GaussianNoise(c) => Box::new(c.clone()),
+            PipelineConfig::Cutout(c) => Box::new(c.clone()),
         }
     }
 }

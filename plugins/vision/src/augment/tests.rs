@@ -322,3 +322,330 @@ fn pipelines_are_shareable() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Pipeline>();
 }
+
+/// The new transforms with their probability forced to 1, and to 0.
+fn new_transforms(p: f32) -> Vec<PipelineConfig> {
+    vec![
+        PipelineConfig::Rotation(RandomRotation {
+            p,
+            ..RandomRotation::default()
+        }),
+        PipelineConfig::GaussianBlur(GaussianBlur {
+            p,
+            ..GaussianBlur::default()
+        }),
+        PipelineConfig::Solarize(RandomSolarize {
+            p,
+            ..RandomSolarize::default()
+        }),
+        PipelineConfig::GaussianNoise(GaussianNoise {
+            p,
+            ..GaussianNoise::default()
+        }),
+        PipelineConfig::Cutout(Cutout {
+            p,
+            ..Cutout::default()
+        }),
+    ]
+}
+
+#[test]
+fn new_transforms_are_reproducible_and_keep_the_shape() {
+    for config in new_transforms(1.0) {
+        config.validate().expect("defaults are valid");
+        let t = config.build();
+        for (c, h, w) in [(1, 28, 28), (3, 32, 24)] {
+            let img = noise(c, h, w, 21);
+            let draw = |seed| {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                (0..4).map(|_| t.apply(&img, &mut rng)).collect::<Vec<_>>()
+            };
+            let a = draw(3);
+            assert_eq!(a, draw(3), "{}", config.name());
+            // Solarizing with p = 1 has nothing random left.
+            if config.name() != "solarize" {
+                assert_ne!(a, draw(4), "{} ignores the seed", config.name());
+            }
+            for out in &a {
+                assert_eq!(
+                    (out.channels, out.height, out.width),
+                    (c, h, w),
+                    "{}",
+                    config.name()
+                );
+                assert_ne!(out, &img, "{} with p = 1 changed nothing", config.name());
+            }
+        }
+    }
+}
+
+#[test]
+fn new_transforms_with_p_zero_are_the_identity() {
+    let img = noise(3, 12, 10, 22);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    for config in new_transforms(0.0) {
+        let t = config.build();
+        for _ in 0..5 {
+            assert_eq!(t.apply(&img, &mut rng), img, "{}", config.name());
+        }
+    }
+}
+
+#[test]
+fn solarize_inverts_exactly_the_pixels_above_the_threshold() {
+    let img = noise(3, 9, 9, 23);
+    let s = RandomSolarize {
+        threshold: 0.3,
+        p: 1.0,
+    };
+    let out = s.apply(&img, &mut ChaCha8Rng::seed_from_u64(0));
+    let mut inverted = 0;
+    for (v, o) in img.data.iter().zip(&out.data) {
+        if *v >= 0.3 {
+            assert_eq!(*o, 1.0 - v);
+            inverted += 1;
+        } else {
+            assert_eq!(o, v);
+        }
+    }
+    assert!(inverted > 0 && inverted < img.data.len());
+    // The default solarizes about a fifth of the time.
+    let d = RandomSolarize::default();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let changed = (0..1000).filter(|_| d.apply(&img, &mut rng) != img).count();
+    assert!((150..250).contains(&changed), "{changed}");
+}
+
+fn mean(v: &[f32]) -> f32 {
+    v.iter().sum::<f32>() / v.len() as f32
+}
+
+fn variance(v: &[f32]) -> f32 {
+    let m = mean(v);
+    v.iter().map(|x| (x - m) * (x - m)).sum::<f32>() / v.len() as f32
+}
+
+#[test]
+fn blur_keeps_constants_and_smooths_noise() {
+    let blur = GaussianBlur {
+        p: 1.0,
+        sigma: (1.5, 2.0),
+        kernel_size: Some(7),
+        ..GaussianBlur::default()
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let flat = Image::new(2, 10, 13, vec![0.37; 260]).expect("260 values");
+    let out = blur.apply(&flat, &mut rng);
+    assert!(out.data.iter().all(|v| (v - 0.37).abs() < 1e-5));
+    let img = noise(1, 32, 32, 24);
+    let out = blur.apply(&img, &mut rng);
+    assert!((mean(&out.data) - mean(&img.data)).abs() < 0.01);
+    assert!(variance(&out.data) < 0.2 * variance(&img.data));
+    // SimCLR's kernel is 10% of the side: 3 taps on 32 pixels, so an
+    // impulse spreads to its 3 x 3 neighbourhood only.
+    let mut dot = Image::zeros(1, 32, 32);
+    dot.data[16 * 32 + 16] = 1.0;
+    let out = GaussianBlur {
+        p: 1.0,
+        ..GaussianBlur::default()
+    }
+    .apply(&dot, &mut rng);
+    let touched = out.data.iter().filter(|&&v| v > 0.0).count();
+    assert!(touched <= 9 && touched >= 1, "{touched}");
+    assert!((out.data.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+}
+
+#[test]
+fn rotation_by_zero_and_by_a_quarter_turn() {
+    let img = noise(2, 7, 7, 25);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let zero = RandomRotation {
+        degrees: 0.0,
+        p: 1.0,
+        ..RandomRotation::default()
+    };
+    assert_eq!(zero.apply(&img, &mut rng), img);
+    // A draw is random, so rotate by exactly 90 degrees directly.
+    let out = rotation::rotate(&img, 90.0, 0.0);
+    let n = 7;
+    for c in 0..2 {
+        for i in 0..n {
+            for j in 0..n {
+                // Counter-clockwise quarter turn = transpose, then flip
+                // upside down: out[i][j] = in[j][n - 1 - i].
+                let expected = img.at(c, j, n - 1 - i);
+                assert!((out.at(c, i, j) - expected).abs() < 1e-5, "({c}, {i}, {j})");
+            }
+        }
+    }
+    // Four quarter turns give the image back; a turn by 45 degrees fills
+    // the corners.
+    let back = (0..4).fold(img.clone(), |x, _| rotation::rotate(&x, 90.0, 0.0));
+    assert!(back
+        .data
+        .iter()
+        .zip(&img.data)
+        .all(|(a, b)| (a - b).abs() < 1e-5));
+    let ones = Image::new(1, 9, 9, vec![1.0; 81]).expect("81 values");
+    let tilted = rotation::rotate(&ones, 45.0, 0.25);
+    assert!((tilted.at(0, 0, 0) - 0.25).abs() < 1e-6);
+    assert!((tilted.at(0, 4, 4) - 1.0).abs() < 1e-6);
+}
+
+#[test]
+fn cutout_zeroes_the_expected_number_of_pixels() {
+    let ones = Image::new(3, 12, 10, vec![1.0; 360]).expect("360 values");
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let zeros = |img: &Image| img.data.iter().filter(|&&v| v == 0.0).count();
+    let inside = Cutout {
+        size: Some(4),
+        inside: true,
+        ..Cutout::default()
+    };
+    for _ in 0..20 {
+        let out = inside.apply(&ones, &mut rng);
+        assert_eq!(zeros(&out), 3 * 16);
+        // Every channel loses the same pixels.
+        assert_eq!(out.plane(0), out.plane(2));
+    }
+    // The paper's clipped holes: fraction 0.5 of 10 = 5 pixels a side, at
+    // most 25 per channel, at least a 3 x 3 corner.
+    let clipped = Cutout::default();
+    let mut sizes = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        let z = zeros(&clipped.apply(&ones, &mut rng));
+        assert!(z % 3 == 0 && (3 * 9..=3 * 25).contains(&z), "{z}");
+        sizes.insert(z);
+    }
+    assert!(sizes.contains(&(3 * 25)) && sizes.len() > 1);
+    // Several holes: at least one hole's worth, at most all of them.
+    let many = Cutout {
+        holes: 3,
+        size: Some(3),
+        inside: true,
+        ..Cutout::default()
+    };
+    for _ in 0..20 {
+        let z = zeros(&many.apply(&ones, &mut rng));
+        assert!((27..=81).contains(&z), "{z}");
+    }
+}
+
+#[test]
+fn gaussian_noise_has_the_given_spread() {
+    let img = Image::new(1, 64, 64, vec![0.5; 4096]).expect("4096 values");
+    let n = GaussianNoise {
+        std: 0.05,
+        p: 1.0,
+        clamp: false,
+    };
+    let out = n.apply(&img, &mut ChaCha8Rng::seed_from_u64(5));
+    let d: Vec<f32> = out.data.iter().map(|v| v - 0.5).collect();
+    assert!(mean(&d).abs() < 0.005, "{}", mean(&d));
+    assert!((variance(&d).sqrt() - 0.05).abs() < 0.005);
+    let clamped = GaussianNoise {
+        std: 2.0,
+        p: 1.0,
+        clamp: true,
+    };
+    assert!(in_unit_range(
+        &clamped.apply(&img, &mut ChaCha8Rng::seed_from_u64(6))
+    ));
+}
+
+#[test]
+fn new_transforms_validate_and_parse() {
+    let cases: Vec<(PipelineConfig, &str)> = vec![
+        (
+            PipelineConfig::Rotation(RandomRotation {
+                degrees: -1.0,
+                ..RandomRotation::default()
+            }),
+            "degrees must be a finite number >= 0",
+        ),
+        (
+            PipelineConfig::GaussianBlur(GaussianBlur {
+                sigma: (2.0, 0.1),
+                ..GaussianBlur::default()
+            }),
+            "sigma minimum 2 is larger",
+        ),
+        (
+            PipelineConfig::GaussianBlur(GaussianBlur {
+                kernel_size: Some(4),
+                ..GaussianBlur::default()
+            }),
+            "kernel_size must be odd",
+        ),
+        (
+            PipelineConfig::Solarize(RandomSolarize {
+                p: 1.2,
+                ..RandomSolarize::default()
+            }),
+            "p must be a probability",
+        ),
+        (
+            PipelineConfig::GaussianNoise(GaussianNoise {
+                std: f32::INFINITY,
+                ..GaussianNoise::default()
+            }),
+            "std must be a finite number >= 0",
+        ),
+        (
+            PipelineConfig::Cutout(Cutout {
+                holes: 0,
+                ..Cutout::default()
+            }),
+            "holes must be at least 1",
+        ),
+        (
+            PipelineConfig::Cutout(Cutout {
+                fraction: 1.5,
+                ..Cutout::default()
+            }),
+            "fraction must lie in (0, 1]",
+        ),
+    ];
+    for (config, expected) in cases {
+        let err = config.validate().expect_err(expected);
+        assert!(err.starts_with(expected), "{err:?} vs {expected:?}");
+    }
+    let configs = parse(
+        r#"transforms = [
+            { name = "rotation", degrees = 10 },
+            { name = "gaussian_blur", p = 1.0 },
+            { name = "solarize" },
+            { name = "gaussian_noise", std = 0.2 },
+            { name = "cutout", holes = 2, size = 8 },
+        ]"#,
+    )
+    .expect("valid recipe");
+    assert_eq!(
+        configs.iter().map(PipelineConfig::name).collect::<Vec<_>>(),
+        [
+            "rotation",
+            "gaussian_blur",
+            "solarize",
+            "gaussian_noise",
+            "cutout"
+        ]
+    );
+    assert_eq!(
+        configs[2],
+        PipelineConfig::Solarize(RandomSolarize {
+            threshold: 0.5,
+            p: 0.2
+        })
+    );
+    assert_eq!(
+        configs[4],
+        PipelineConfig::Cutout(Cutout {
+            holes: 2,
+            size: Some(8),
+            ..Cutout::default()
+        })
+    );
+    let err =
+        parse(r#"transforms = [{ name = "solarize", thresh = 0.5 }]"#).expect_err("unknown key");
+    assert!(err.contains("thresh"), "{err}");
+}
