@@ -342,8 +342,16 @@ limit = 64
 fn every_recipe_builds_and_trains_a_step() {
     let dir = tempfile::tempdir().unwrap();
     let mut n = 0;
-    for entry in std::fs::read_dir(root().join("recipes")).unwrap().flatten() {
-        let p = entry.path();
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for dir in ["recipes", "recipes/label-efficiency"] {
+        paths.extend(
+            std::fs::read_dir(root().join(dir))
+                .unwrap()
+                .flatten()
+                .map(|e| e.path()),
+        );
+    }
+    for p in paths {
         if p.extension().is_none_or(|e| e != "toml") {
             continue;
         }
@@ -353,7 +361,7 @@ fn every_recipe_builds_and_trains_a_step() {
         if text.contains("pretrained") {
             continue;
         }
-        let out = dir.path().join(&name);
+        let out = dir.path().join(format!("{n}-{name}"));
         ok(&parallax(&[
             "train",
             p.to_str().unwrap(),
@@ -370,7 +378,7 @@ fn every_recipe_builds_and_trains_a_step() {
         ]));
         n += 1;
     }
-    assert!(n >= 7, "only {n} recipes ran");
+    assert!(n >= 15, "only {n} recipes ran");
 }
 
 #[test]
@@ -425,5 +433,60 @@ name = "identity"
     assert!(
         out.contains("embeddings are collapsing") || metrics.contains("embeddings are collapsing"),
         "no collapse warning:\n{out}"
+    );
+}
+
+#[test]
+fn dino_trains_on_multi_crops_and_keeps_its_centre() {
+    let dir = tempfile::tempdir().unwrap();
+    let tail = r#"
+[views]
+name = "multi_crop"
+global_crops = 2
+local_crops = 2
+local_size = 12
+
+[method]
+name = "dino"
+global_crops = 2
+local_crops = 2
+
+[method.head]
+name = "dino"
+hidden_dim = 16
+bottleneck_dim = 8
+out_dim = 32
+"#;
+    let r = recipe(dir.path(), "dino", tail);
+    let run = dir.path().join("run");
+    train(&r, &run, &["--max-steps", "3", "--set", "eval=[]"]);
+    assert!(final_loss(&run).is_finite());
+    let ck = checkpoint(&run);
+    let c = &ck.method["center"];
+    assert_eq!(c.dims(), &[1, 32]);
+    let cv = c.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(cv.iter().any(|&v| v != 0.0), "the centre never moved");
+    assert_eq!(ck.method["progress"].to_vec1::<i64>().unwrap()[0], 3);
+    assert!(ck.model.contains_key("target.head.prototypes.weight"));
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert!(metrics.contains("train/teacher_entropy"));
+    // the method and the view generator must agree on the number of views
+    let bad = recipe(
+        dir.path(),
+        "dino_bad",
+        &tail.replace(
+            "local_crops = 2\n\n[method.head]",
+            "local_crops = 5\n\n[method.head]",
+        ),
+    );
+    let err = fails(&parallax(&[
+        "train",
+        bad.to_str().unwrap(),
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+    ]));
+    assert!(
+        err.contains("needs 7 views") && err.contains("makes 4"),
+        "{err}"
     );
 }
