@@ -216,9 +216,9 @@ out_dim = 16
         }
         let rank = metrics
             .lines()
+            .rev()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter_map(|v| v["train/rankme"].as_f64())
-            .last()
+            .find_map(|v| v["train/rankme"].as_f64())
             .unwrap();
         assert!(rank > 1.0 && rank <= 32.0, "{name}: rankme {rank}");
     }

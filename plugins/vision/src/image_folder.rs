@@ -220,9 +220,12 @@ fn images_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// Image files with their class index (none when unlabelled).
+type Labelled = Vec<(PathBuf, Option<i64>)>;
+
 /// The image files of `dir` with their class index, and the class names
 /// (empty when `dir` has no sub-folders: unlabelled).
-fn list(dir: &Path) -> Result<(Vec<(PathBuf, Option<i64>)>, Vec<String>)> {
+fn list(dir: &Path) -> Result<(Labelled, Vec<String>)> {
     let all = entries(dir)?;
     let classes: Vec<&PathBuf> = all.iter().filter(|p| p.is_dir()).collect();
     if classes.is_empty() {
