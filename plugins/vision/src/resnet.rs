@@ -18,8 +18,10 @@
 //! `timm/resnet18.a1_in1k` (see [`crate::pretrained`]). The classifier
 //! (`fc.*`) and `num_batches_tracked` are ignored; every other tensor must
 //! match a variable in name and shape. Hugging Face transformers'
-//! `ResNetModel` layout (`embedder.embedder.convolution.weight`, ...) is
-//! not mapped: convert such checkpoints to torchvision names first.
+//! `ResNetModel` / `ResNetForImageClassification` layout
+//! (`resnet.embedder.embedder.convolution.weight`,
+//! `encoder.stages.S.layers.B.layer.I.convolution.weight`, ...) is
+//! recognised and renamed to torchvision's ([`hf_to_torchvision`]).
 
 use candle_core::Tensor;
 use candle_nn::init::{FanInOut, Init, NonLinearity, NormalOrUniform};
@@ -176,12 +178,17 @@ impl ResNet {
     /// Builds the network for images with `in_channels` channels, then
     /// loads `cfg.pretrained` into it when set.
     pub fn new(cfg: &ResNetConfig, in_channels: usize, vb: VarBuilder) -> Result<Self> {
-        let ckpt = open_optional("resnet", cfg.pretrained.as_deref(), cfg.revision.as_deref())?;
+        let mut ckpt = open_optional("resnet", cfg.pretrained.as_deref(), cfg.revision.as_deref())?;
+        if let Some(c) = ckpt.as_mut() {
+            if is_hf_layout(&c.tensors) {
+                c.tensors = hf_to_torchvision(std::mem::take(&mut c.tensors));
+            }
+        }
         let recorder = Recorder::new();
         let vb = recorder.wrap(vb);
         let net = Self::build(cfg, in_channels, &vb)?;
         if let Some(ckpt) = ckpt {
-            ckpt.load_into(&vb, &recorder.vars(), &["fc."])?;
+            ckpt.load_into(&vb, &recorder.vars(), &["fc.", "classifier."])?;
         }
         Ok(net)
     }
@@ -407,4 +414,71 @@ mod tests {
             .to_string();
         assert!(e.contains("mean has 3 values"), "{e}");
     }
+}
+
+/// Whether `tensors` use Hugging Face transformers' ResNet names.
+pub fn is_hf_layout(tensors: &std::collections::HashMap<String, Tensor>) -> bool {
+    tensors
+        .keys()
+        .any(|k| k.starts_with("embedder.") || k.starts_with("resnet.embedder."))
+}
+
+/// Renames Hugging Face `ResNetModel` tensors to torchvision's: the stem
+/// `embedder.embedder.{convolution,normalization}` to `conv1` / `bn1`,
+/// `encoder.stages.S.layers.B.layer.I.{convolution,normalization}` to
+/// `layer{S+1}.B.conv{I+1}` / `bn{I+1}`, and `...shortcut.{convolution,
+/// normalization}` to `downsample.0` / `downsample.1` (the `resnet.` prefix
+/// dropped). Other names are kept (the classifier is ignored when loading).
+pub fn hf_to_torchvision(
+    tensors: std::collections::HashMap<String, Tensor>,
+) -> std::collections::HashMap<String, Tensor> {
+    let part = |p: &str, conv: &str, bn: &str| -> Option<String> {
+        if let Some(rest) = p.strip_prefix("convolution.") {
+            Some(format!("{conv}.{rest}"))
+        } else {
+            p.strip_prefix("normalization.")
+                .map(|rest| format!("{bn}.{rest}"))
+        }
+    };
+    tensors
+        .into_iter()
+        .map(|(k, v)| {
+            let name = k.strip_prefix("resnet.").unwrap_or(&k);
+            let renamed = if let Some(p) = name.strip_prefix("embedder.embedder.") {
+                part(p, "conv1", "bn1")
+            } else if let Some(p) = name.strip_prefix("encoder.stages.") {
+                let f: Vec<&str> = p.splitn(4, '.').collect();
+                match (
+                    f.as_slice(),
+                    f.first().and_then(|s| s.parse::<usize>().ok()),
+                ) {
+                    ([_, "layers", b, rest], Some(stage)) => {
+                        let prefix = format!("layer{}.{b}", stage + 1);
+                        if let Some(r) = rest.strip_prefix("shortcut.") {
+                            part(
+                                r,
+                                &format!("{prefix}.downsample.0"),
+                                &format!("{prefix}.downsample.1"),
+                            )
+                        } else if let Some(r) = rest.strip_prefix("layer.") {
+                            r.split_once('.').and_then(|(i, r)| {
+                                let i = i.parse::<usize>().ok()?;
+                                part(
+                                    r,
+                                    &format!("{prefix}.conv{}", i + 1),
+                                    &format!("{prefix}.bn{}", i + 1),
+                                )
+                            })
+                        } else {
+                            None
+                        }
+                    }
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            (renamed.unwrap_or(k), v)
+        })
+        .collect()
 }

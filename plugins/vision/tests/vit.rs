@@ -619,3 +619,73 @@ fn a_hub_repo_id_is_pulled_through_the_hub_cache() {
     let e = try_vit(&missing, shape);
     assert!(e.contains("acme/no-such-vit"), "{e}");
 }
+
+#[test]
+fn resnet18_loads_hugging_face_names() {
+    let cfg = ResNetConfig {
+        depth: 18,
+        width: 8,
+        ..Default::default()
+    };
+    let (store, net) = resnet(&cfg, 2);
+    randomize(&store, 9);
+    // torchvision's names -> transformers' ResNetForImageClassification names
+    let hf: HashMap<String, Tensor> = unprefixed(&store)
+        .into_iter()
+        .map(|(k, v)| {
+            let bn_or_conv = |s: &str| {
+                if s.starts_with("conv") {
+                    ("convolution", s[4..].parse::<usize>().unwrap() - 1)
+                } else {
+                    ("normalization", s[2..].parse::<usize>().unwrap() - 1)
+                }
+            };
+            let parts: Vec<&str> = k.split('.').collect();
+            let name = match parts.as_slice() {
+                [first, rest @ ..] if *first == "conv1" || *first == "bn1" => format!(
+                    "resnet.embedder.embedder.{}.{}",
+                    bn_or_conv(first).0,
+                    rest.join(".")
+                ),
+                [layer, b, "downsample", i, rest @ ..] => format!(
+                    "resnet.encoder.stages.{}.layers.{b}.shortcut.{}.{}",
+                    layer[5..].parse::<usize>().unwrap() - 1,
+                    if *i == "0" {
+                        "convolution"
+                    } else {
+                        "normalization"
+                    },
+                    rest.join(".")
+                ),
+                [layer, b, cb, rest @ ..] => {
+                    let (kind, i) = bn_or_conv(cb);
+                    format!(
+                        "resnet.encoder.stages.{}.layers.{b}.layer.{i}.{kind}.{}",
+                        layer[5..].parse::<usize>().unwrap() - 1,
+                        rest.join(".")
+                    )
+                }
+                _ => panic!("unexpected name {k}"),
+            };
+            (name, v)
+        })
+        .collect();
+    assert!(hf.contains_key("resnet.encoder.stages.1.layers.0.shortcut.convolution.weight"));
+    assert!(hf.contains_key("resnet.encoder.stages.3.layers.1.layer.1.normalization.running_var"));
+    let mut hf = hf;
+    hf.insert(
+        "classifier.1.weight".into(),
+        Tensor::ones((10, 64), DType::F32, &Device::Cpu).unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    save(&hf, &path);
+    let x = images(2, [3, 16, 16], 3, DType::F32);
+    let want = vals(&net.features(&x, false).unwrap());
+    let loaded = ResNetConfig {
+        pretrained: Some(dir.path().display().to_string()),
+        ..cfg.clone()
+    };
+    let (_, back) = resnet(&loaded, 78);
+    assert_eq!(vals(&back.features(&x, false).unwrap()), want);
+}
