@@ -308,6 +308,73 @@ parallax_core::register!(
     build
 );
 
+/// Whether `tensors` use Hugging Face transformers' ResNet names.
+pub fn is_hf_layout(tensors: &std::collections::HashMap<String, Tensor>) -> bool {
+    tensors
+        .keys()
+        .any(|k| k.starts_with("embedder.") || k.starts_with("resnet.embedder."))
+}
+
+/// Renames Hugging Face `ResNetModel` tensors to torchvision's: the stem
+/// `embedder.embedder.{convolution,normalization}` to `conv1` / `bn1`,
+/// `encoder.stages.S.layers.B.layer.I.{convolution,normalization}` to
+/// `layer{S+1}.B.conv{I+1}` / `bn{I+1}`, and `...shortcut.{convolution,
+/// normalization}` to `downsample.0` / `downsample.1` (the `resnet.` prefix
+/// dropped). Other names are kept (the classifier is ignored when loading).
+pub fn hf_to_torchvision(
+    tensors: std::collections::HashMap<String, Tensor>,
+) -> std::collections::HashMap<String, Tensor> {
+    let part = |p: &str, conv: &str, bn: &str| -> Option<String> {
+        if let Some(rest) = p.strip_prefix("convolution.") {
+            Some(format!("{conv}.{rest}"))
+        } else {
+            p.strip_prefix("normalization.")
+                .map(|rest| format!("{bn}.{rest}"))
+        }
+    };
+    tensors
+        .into_iter()
+        .map(|(k, v)| {
+            let name = k.strip_prefix("resnet.").unwrap_or(&k);
+            let renamed = if let Some(p) = name.strip_prefix("embedder.embedder.") {
+                part(p, "conv1", "bn1")
+            } else if let Some(p) = name.strip_prefix("encoder.stages.") {
+                let f: Vec<&str> = p.splitn(4, '.').collect();
+                match (
+                    f.as_slice(),
+                    f.first().and_then(|s| s.parse::<usize>().ok()),
+                ) {
+                    ([_, "layers", b, rest], Some(stage)) => {
+                        let prefix = format!("layer{}.{b}", stage + 1);
+                        if let Some(r) = rest.strip_prefix("shortcut.") {
+                            part(
+                                r,
+                                &format!("{prefix}.downsample.0"),
+                                &format!("{prefix}.downsample.1"),
+                            )
+                        } else if let Some(r) = rest.strip_prefix("layer.") {
+                            r.split_once('.').and_then(|(i, r)| {
+                                let i = i.parse::<usize>().ok()?;
+                                part(
+                                    r,
+                                    &format!("{prefix}.conv{}", i + 1),
+                                    &format!("{prefix}.bn{}", i + 1),
+                                )
+                            })
+                        } else {
+                            None
+                        }
+                    }
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            (renamed.unwrap_or(k), v)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,71 +481,4 @@ mod tests {
             .to_string();
         assert!(e.contains("mean has 3 values"), "{e}");
     }
-}
-
-/// Whether `tensors` use Hugging Face transformers' ResNet names.
-pub fn is_hf_layout(tensors: &std::collections::HashMap<String, Tensor>) -> bool {
-    tensors
-        .keys()
-        .any(|k| k.starts_with("embedder.") || k.starts_with("resnet.embedder."))
-}
-
-/// Renames Hugging Face `ResNetModel` tensors to torchvision's: the stem
-/// `embedder.embedder.{convolution,normalization}` to `conv1` / `bn1`,
-/// `encoder.stages.S.layers.B.layer.I.{convolution,normalization}` to
-/// `layer{S+1}.B.conv{I+1}` / `bn{I+1}`, and `...shortcut.{convolution,
-/// normalization}` to `downsample.0` / `downsample.1` (the `resnet.` prefix
-/// dropped). Other names are kept (the classifier is ignored when loading).
-pub fn hf_to_torchvision(
-    tensors: std::collections::HashMap<String, Tensor>,
-) -> std::collections::HashMap<String, Tensor> {
-    let part = |p: &str, conv: &str, bn: &str| -> Option<String> {
-        if let Some(rest) = p.strip_prefix("convolution.") {
-            Some(format!("{conv}.{rest}"))
-        } else {
-            p.strip_prefix("normalization.")
-                .map(|rest| format!("{bn}.{rest}"))
-        }
-    };
-    tensors
-        .into_iter()
-        .map(|(k, v)| {
-            let name = k.strip_prefix("resnet.").unwrap_or(&k);
-            let renamed = if let Some(p) = name.strip_prefix("embedder.embedder.") {
-                part(p, "conv1", "bn1")
-            } else if let Some(p) = name.strip_prefix("encoder.stages.") {
-                let f: Vec<&str> = p.splitn(4, '.').collect();
-                match (
-                    f.as_slice(),
-                    f.first().and_then(|s| s.parse::<usize>().ok()),
-                ) {
-                    ([_, "layers", b, rest], Some(stage)) => {
-                        let prefix = format!("layer{}.{b}", stage + 1);
-                        if let Some(r) = rest.strip_prefix("shortcut.") {
-                            part(
-                                r,
-                                &format!("{prefix}.downsample.0"),
-                                &format!("{prefix}.downsample.1"),
-                            )
-                        } else if let Some(r) = rest.strip_prefix("layer.") {
-                            r.split_once('.').and_then(|(i, r)| {
-                                let i = i.parse::<usize>().ok()?;
-                                part(
-                                    r,
-                                    &format!("{prefix}.conv{}", i + 1),
-                                    &format!("{prefix}.bn{}", i + 1),
-                                )
-                            })
-                        } else {
-                            None
-                        }
-                    }
-                    _ => None,
-                }
-            } else {
-                None
-            };
-            (renamed.unwrap_or(k), v)
-        })
-        .collect()
 }
