@@ -633,12 +633,12 @@ fn resnet18_loads_hugging_face_names() {
     let hf: HashMap<String, Tensor> = unprefixed(&store)
         .into_iter()
         .map(|(k, v)| {
-            let bn_or_conv = |s: &str| {
-                if s.starts_with("conv") {
-                    ("convolution", s[4..].parse::<usize>().unwrap() - 1)
-                } else {
-                    ("normalization", s[2..].parse::<usize>().unwrap() - 1)
-                }
+            let bn_or_conv = |s: &str| match s.strip_prefix("conv") {
+                Some(i) => ("convolution", i.parse::<usize>().unwrap() - 1),
+                None => (
+                    "normalization",
+                    s.trim_start_matches("bn").parse::<usize>().unwrap() - 1,
+                ),
             };
             let parts: Vec<&str> = k.split('.').collect();
             let name = match parts.as_slice() {
