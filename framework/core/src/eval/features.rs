@@ -77,3 +77,34 @@ pub fn subset(n: usize, limit: Option<usize>, seed: u64, purpose: &str) -> Vec<u
         _ => (0..n).collect(),
     }
 }
+
+/// The share of `indices` of `source` whose arg-max of `logits(batch)` is
+/// the sample's label (batches of 512).
+pub fn accuracy(
+    source: &dyn DataSource,
+    indices: &[usize],
+    device: &Device,
+    mut logits: impl FnMut(&Batch) -> Result<Tensor>,
+) -> Result<f64> {
+    let mut hits = 0usize;
+    for chunk in indices.chunks(512) {
+        let samples = chunk
+            .iter()
+            .map(|&i| source.get(i))
+            .collect::<Result<Vec<_>>>()?;
+        let labels: Vec<i64> = samples
+            .iter()
+            .map(crate::data::subset::label_of)
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                Error::Data(format!("{}: a test sample has no label", source.describe()))
+            })?;
+        let batch = Batch::collate(&samples, &Device::Cpu)?.to_device(device)?;
+        let pred = logits(&batch)?
+            .argmax(1)?
+            .to_dtype(candle_core::DType::I64)?
+            .to_vec1::<i64>()?;
+        hits += pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
+    }
+    Ok(hits as f64 / indices.len().max(1) as f64)
+}

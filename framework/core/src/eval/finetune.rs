@@ -17,7 +17,7 @@ use crate::batch::Batch;
 use crate::data::subset::{label_of, per_class_indices};
 use crate::data::{BuildCtx, Split};
 use crate::error::{Error, Result};
-use crate::eval::features::{source, subset};
+use crate::eval::features::{accuracy, source, subset};
 use crate::eval::{EvalCtx, Evaluator};
 use crate::nn::encoder::{EncoderCtx, ForwardCtx};
 use crate::nn::init::VarStore;
@@ -207,30 +207,12 @@ impl Evaluator for Finetune {
 
         // test accuracy
         let qi = subset(test.len(), c.test_limit, ctx.seed, "finetune/test");
-        let mut hits = 0usize;
         let mut ectx = ForwardCtx::eval();
-        for chunk in qi.chunks(512) {
-            let samples = chunk
-                .iter()
-                .map(|&i| test.get(i))
-                .collect::<Result<Vec<_>>>()?;
-            let labels: Vec<i64> = samples
-                .iter()
-                .map(label_of)
-                .collect::<Option<_>>()
-                .ok_or_else(|| Error::Data("finetune: a test sample has no label".into()))?;
-            let batch = Batch::collate(&samples, &Device::Cpu)?.to_device(ctx.device)?;
-            let h = encoder.forward(&batch, &mut ectx)?;
-            let pred = candle_nn::Module::forward(&head, &standardize(&h)?)?
-                .argmax(1)?
-                .to_dtype(DType::I64)?
-                .to_vec1::<i64>()?;
-            hits += pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
-        }
-        Ok(vec![(
-            "finetune/top1".into(),
-            hits as f64 / qi.len().max(1) as f64,
-        )])
+        let top1 = accuracy(test.as_ref(), &qi, ctx.device, |batch| {
+            let h = encoder.forward(batch, &mut ectx)?;
+            Ok(candle_nn::Module::forward(&head, &standardize(&h)?)?)
+        })?;
+        Ok(vec![("finetune/top1".into(), top1)])
     }
 }
 

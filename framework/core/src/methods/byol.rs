@@ -15,7 +15,9 @@ use crate::error::{Error, Result};
 use crate::losses::byol::{Byol as ByolLoss, ByolConfig};
 use crate::losses::{l2_normalize, Loss, LossInputs};
 use crate::methods::target::{self, MomentumSchedule, TargetNetwork};
-use crate::methods::{build_head_at, head_spec, Method, MethodCtx, StepInfo, StepOutput};
+use crate::methods::{
+    build_head_at, build_predictor, head_spec, Method, MethodCtx, StepInfo, StepOutput,
+};
 use crate::nn::encoder::{Encoder, ForwardCtx, Head};
 
 /// `[method] name = "byol"` options (heads: `[method.projector]`,
@@ -60,22 +62,7 @@ impl Byol {
         let d = ctx.encoder.output_dim();
         let projector = build_head_at(&proj_spec, d, ctx.vb.pp("projector"))?;
         let p = projector.output_dim();
-        let mut pred_defaults = toml::Table::new();
-        pred_defaults.insert("out_dim".into(), (p as i64).into());
-        let mut pred_spec = head_spec(&ctx, predictor, "predictor", "byol", pred_defaults)?;
-        if pred_spec.name == "byol" || pred_spec.name == "simsiam_predictor" {
-            pred_spec.params.set_default("out_dim", p)?;
-        }
-        let predictor = build_head_at(&pred_spec, p, ctx.vb.pp("predictor"))?;
-        if predictor.output_dim() != p {
-            return Err(ctx.params.error(
-                "predictor",
-                format!(
-                    "the predictor must map back to the projector's width {p}, it gives {}",
-                    predictor.output_dim()
-                ),
-            ));
-        }
+        let predictor = build_predictor(&ctx, predictor, "byol", p)?;
         let target_encoder = target::target_encoder(&ctx)?;
         let target_projector = build_head_at(&proj_spec, d, ctx.vb.pp("target").pp("projector"))?;
         let target = TargetNetwork::link(&ctx.store)?;

@@ -217,7 +217,7 @@ impl Method for Dino {
         // outputs collapse to one prototype
         let temp = self.cfg.teacher_temp_at(self.step, self.total_steps);
         let probs =
-            candle_nn::ops::softmax_last_dim(&(t_all.broadcast_sub(&self.center)? / temp)?)?;
+            crate::ops::softmax::softmax_last_dim(&(t_all.broadcast_sub(&self.center)? / temp)?)?;
         let entropy = (probs.clamp(1e-12, 1.0)?.log()? * &probs)?
             .sum(1)?
             .mean_all()?

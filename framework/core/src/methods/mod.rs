@@ -128,3 +128,30 @@ pub fn build_head_at(
 ) -> Result<Box<dyn Head>> {
     (registry::head(&spec.name)?.build)(&spec.params, in_dim, vb)
 }
+
+/// Builds a predictor head `[method.predictor]` (default `default_name`)
+/// that maps the projector's width `p` back to `p` (BYOL, SimSiam): a
+/// `byol` or `simsiam_predictor` head without `out_dim` gets `p`, and any
+/// other width is an error naming the key.
+pub fn build_predictor(
+    ctx: &MethodCtx,
+    given: Option<Component>,
+    default_name: &str,
+    p: usize,
+) -> Result<Box<dyn Head>> {
+    let mut spec = head_spec(ctx, given, "predictor", default_name, toml::Table::new())?;
+    if spec.name == "byol" || spec.name == "simsiam_predictor" {
+        spec.params.set_default("out_dim", p)?;
+    }
+    let predictor = build_head_at(&spec, p, ctx.vb.pp("predictor"))?;
+    if predictor.output_dim() != p {
+        return Err(ctx.params.error(
+            "predictor",
+            format!(
+                "the predictor must map back to the projector's width {p}, it gives {}",
+                predictor.output_dim()
+            ),
+        ));
+    }
+    Ok(predictor)
+}

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::losses::simsiam::{SimSiam as SimSiamLoss, SimSiamConfig};
 use crate::losses::{l2_normalize, Loss, LossInputs};
 use crate::methods::simclr::concat_batches;
-use crate::methods::{build_head_at, head_spec, Method, MethodCtx, StepOutput};
+use crate::methods::{build_head_at, build_predictor, head_spec, Method, MethodCtx, StepOutput};
 use crate::nn::encoder::{Encoder, ForwardCtx, Head};
 
 /// `[method] name = "simsiam"` options (heads: `[method.projector]`,
@@ -59,22 +59,7 @@ impl SimSiam {
         let d = ctx.encoder.output_dim();
         let projector = build_head_at(&spec, d, ctx.vb.pp("projector"))?;
         let p = projector.output_dim();
-        let mut defaults = toml::Table::new();
-        defaults.insert("out_dim".into(), (p as i64).into());
-        let mut spec = head_spec(&ctx, predictor, "predictor", "simsiam_predictor", defaults)?;
-        if spec.name == "simsiam_predictor" || spec.name == "byol" {
-            spec.params.set_default("out_dim", p)?;
-        }
-        let predictor = build_head_at(&spec, p, ctx.vb.pp("predictor"))?;
-        if predictor.output_dim() != p {
-            return Err(ctx.params.error(
-                "predictor",
-                format!(
-                    "the predictor must map back to the projector's width {p}, it gives {}",
-                    predictor.output_dim()
-                ),
-            ));
-        }
+        let predictor = build_predictor(&ctx, predictor, "simsiam_predictor", p)?;
         let loss = match ctx.loss.take() {
             Some(l) => l,
             None => Box::new(SimSiamLoss::new(SimSiamConfig::default())?),
