@@ -15,16 +15,16 @@
 
 use std::sync::Arc;
 
-use parallax_core::batch::{Field, Sample};
+use parallax_core::batch::Sample;
 use parallax_core::data::BuildCtx;
-use parallax_core::error::{Error, Result};
+use parallax_core::error::Result;
 use parallax_core::recipe::Params;
 use parallax_core::rng::Rng;
 use parallax_core::views::ViewGenerator;
 use serde::Deserialize;
 
 use crate::augment::{simclr_default, Pipeline, PipelineConfig, RandomResizedCrop, Transform};
-use crate::image::Image;
+use crate::views::{image_of, with_image};
 
 /// `[views] name = "multi_crop"` options. Defaults are DINO's: 2 global
 /// crops of area scale (0.4, 1.0) and 6 local crops of scale (0.05, 0.4),
@@ -126,36 +126,12 @@ impl ViewGenerator for MultiCrop {
     }
 
     fn generate(&self, sample: &Sample, rng: &mut Rng) -> Result<Vec<Sample>> {
-        let Some(Field::F32 { shape, data }) = sample.get("image") else {
-            return Err(Error::Shape(
-                "multi_crop views need an `image` field of floats".into(),
-            ));
-        };
-        let [c, h, w] = shape[..] else {
-            return Err(Error::Shape(format!(
-                "multi_crop views need images [C, H, W], got {shape:?}"
-            )));
-        };
-        let img = Image {
-            channels: c,
-            height: h,
-            width: w,
-            data: data.clone(),
-        };
+        let img = image_of(sample, "multi_crop")?;
         let mut views = Vec::with_capacity(self.num_views());
         for g in &self.groups {
             for _ in 0..g.count {
                 let cropped = g.crop.apply(&img, rng.core());
-                let out = g.pipeline.apply(&cropped, rng.core());
-                let mut s = sample.clone();
-                s.insert(
-                    "image",
-                    Field::F32 {
-                        shape: vec![out.channels, out.height, out.width],
-                        data: out.data,
-                    },
-                );
-                views.push(s);
+                views.push(with_image(sample, g.pipeline.apply(&cropped, rng.core())));
             }
         }
         Ok(views)
@@ -265,6 +241,7 @@ parallax_core::register!(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use parallax_core::batch::Field;
     use parallax_core::data::{DataMeta, Split};
 
     fn ctx(shape: Option<[usize; 3]>) -> BuildCtx {

@@ -43,37 +43,45 @@ impl ViewGenerator for ImageViews {
     }
 
     fn generate(&self, sample: &Sample, rng: &mut Rng) -> Result<Vec<Sample>> {
-        let Some(Field::F32 { shape, data }) = sample.get("image") else {
-            return Err(Error::Shape(
-                "image views need an `image` field of floats".into(),
-            ));
-        };
-        let [c, h, w] = shape[..] else {
-            return Err(Error::Shape(format!(
-                "image views need images [C, H, W], got {shape:?}"
-            )));
-        };
-        let img = Image {
-            channels: c,
-            height: h,
-            width: w,
-            data: data.clone(),
-        };
+        let img = image_of(sample, "image")?;
         (0..self.n)
-            .map(|_| {
-                let out = self.pipeline.apply(&img, rng.core());
-                let mut s = sample.clone();
-                s.insert(
-                    "image",
-                    Field::F32 {
-                        shape: vec![out.channels, out.height, out.width],
-                        data: out.data,
-                    },
-                );
-                Ok(s)
-            })
+            .map(|_| Ok(with_image(sample, self.pipeline.apply(&img, rng.core()))))
             .collect()
     }
+}
+
+/// The `image` field of `sample` as an [`Image`]; `who` names the view
+/// generator in errors.
+pub fn image_of(sample: &Sample, who: &str) -> Result<Image> {
+    let Some(Field::F32 { shape, data }) = sample.get("image") else {
+        return Err(Error::Shape(format!(
+            "{who} views need an `image` field of floats"
+        )));
+    };
+    let [c, h, w] = shape[..] else {
+        return Err(Error::Shape(format!(
+            "{who} views need images [C, H, W], got {shape:?}"
+        )));
+    };
+    Ok(Image {
+        channels: c,
+        height: h,
+        width: w,
+        data: data.clone(),
+    })
+}
+
+/// A copy of `sample` whose `image` field is `img`.
+pub fn with_image(sample: &Sample, img: Image) -> Sample {
+    let mut s = sample.clone();
+    s.insert(
+        "image",
+        Field::F32 {
+            shape: vec![img.channels, img.height, img.width],
+            data: img.data,
+        },
+    );
+    s
 }
 
 fn build(p: &Params, ctx: &BuildCtx) -> Result<Arc<dyn ViewGenerator>> {
