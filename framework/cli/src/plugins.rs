@@ -3,10 +3,16 @@
 //! A plugin that is only listed in Cargo.toml is silently missing from the
 //! registry: each needs a `use` here. [`linked`] names them for `parallax list`.
 
+use parallax_multimodal as _;
 use parallax_text as _;
 use parallax_vision as _;
 
 /// The plugin crates linked into this binary.
 pub fn linked() -> &'static [&'static str] {
-    &["parallax-core", "parallax-text", "parallax-vision"]
+    &[
+        "parallax-core",
+        "parallax-multimodal",
+        "parallax-text",
+        "parallax-vision",
+    ]
 }

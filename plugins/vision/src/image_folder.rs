@@ -131,6 +131,7 @@ impl DataSource for InMemoryImages {
             image_shape: Some(self.shape),
             num_classes: self.num_classes,
             class_names: self.class_names.clone(),
+            vocab_size: None,
         }
     }
 

@@ -75,6 +75,7 @@ impl DataSource for ImageSetSource {
                 ),
             ),
             class_names: self.class_names.clone(),
+            vocab_size: None,
         }
     }
 

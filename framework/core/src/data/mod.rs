@@ -80,6 +80,9 @@ pub struct DataMeta {
     pub num_classes: Option<usize>,
     /// Class names, when known.
     pub class_names: Vec<String>,
+    /// The tokenizer's vocabulary size, for sources of token ids: text
+    /// encoders built from scratch default their vocabulary to it.
+    pub vocab_size: Option<usize>,
 }
 
 /// A finite, indexable dataset. `get` must be cheap enough to call from

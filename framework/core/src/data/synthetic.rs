@@ -88,6 +88,7 @@ impl DataSource for Synthetic {
             image_shape: Some(self.cfg.shape),
             num_classes: Some(self.cfg.num_classes),
             class_names: (0..self.cfg.num_classes).map(|c| c.to_string()).collect(),
+            vocab_size: None,
         }
     }
 

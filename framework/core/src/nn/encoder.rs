@@ -52,6 +52,28 @@ pub trait Encoder: Send + Sync {
             "this encoder has no export format (export works for encoders loaded from or saved to the Hugging Face layout, e.g. `bert`)".into(),
         ))
     }
+    /// The encoder as a dual image-text model (CLIP), when it is one.
+    fn image_text(&self) -> Option<&dyn ImageText> {
+        None
+    }
+}
+
+/// A dual image-text encoder (CLIP, Radford et al. 2021): an image tower and
+/// a text tower, each followed by a linear projection into one shared space,
+/// and a learnable logit scale. Its [`Encoder::forward`] gives the image
+/// tower's features (before the projection), which is what linear probes
+/// and kNN evaluate.
+pub trait ImageText: Send + Sync {
+    /// Image embeddings `[B, E]` in the shared space (not normalised) of a
+    /// batch with an `image` field.
+    fn embed_image(&self, batch: &Batch, ctx: &mut ForwardCtx) -> Result<Tensor>;
+    /// Text embeddings `[B, E]` in the shared space (not normalised) of a
+    /// batch with `input_ids` and `attention_mask` fields.
+    fn embed_text(&self, batch: &Batch, ctx: &mut ForwardCtx) -> Result<Tensor>;
+    /// The learnable log inverse temperature: a variable holding one value.
+    fn logit_scale(&self) -> &candle_core::Var;
+    /// The width `E` of the shared space.
+    fn embed_dim(&self) -> usize;
 }
 
 /// A head: a small network on top of representations (projector, predictor).

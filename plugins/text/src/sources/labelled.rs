@@ -149,6 +149,7 @@ parallax_core::register!(
             image_shape: None,
             num_classes: Some(names.len()),
             class_names: names,
+            vocab_size: Some(tok.vocab_size()),
         };
         Ok(Arc::new(TokenizedSource::new(samples, description, meta)))
     }

@@ -145,7 +145,10 @@ parallax_core::register!(
         Ok(Arc::new(TokenizedSource::new(
             samples,
             description,
-            DataMeta::default(),
+            DataMeta {
+                vocab_size: Some(tok.vocab_size()),
+                ..DataMeta::default()
+            },
         )))
     }
 );
