@@ -257,9 +257,10 @@ fn list(dir: &Path) -> Result<(Labelled, Vec<String>)> {
     Ok((files, names))
 }
 
-/// A decoded image: its original size, colour, and CHW bytes in the
-/// requested channels.
-fn decode(path: &Path) -> std::result::Result<::image::DynamicImage, String> {
+/// Decodes the PNG or JPEG file at `path` (the format is guessed from the
+/// content, not the extension). The error is the reader's or decoder's
+/// message, without the path: callers name the file.
+pub fn decode(path: &Path) -> std::result::Result<::image::DynamicImage, String> {
     ::image::ImageReader::open(path)
         .map_err(|e| e.to_string())?
         .with_guessed_format()
@@ -268,8 +269,9 @@ fn decode(path: &Path) -> std::result::Result<::image::DynamicImage, String> {
         .map_err(|e| e.to_string())
 }
 
-/// The CHW bytes of `img` in `channels` (1 or 3) channels.
-fn to_chw(img: &::image::DynamicImage, channels: usize) -> Vec<u8> {
+/// The CHW bytes of `img` in `channels` channels: 1 (luma) or 3 (RGB
+/// planes, converting grayscale as needed); any other value is taken as 3.
+pub fn to_chw(img: &::image::DynamicImage, channels: usize) -> Vec<u8> {
     if channels == 1 {
         img.to_luma8().into_raw()
     } else {

@@ -2,6 +2,7 @@
 //! the modality. A method owns its heads, target networks, queues and loss.
 
 pub mod byol;
+pub mod clip;
 pub mod dino;
 pub mod moco;
 pub mod simclr;

@@ -70,8 +70,9 @@ pub trait ImageText: Send + Sync {
     /// Text embeddings `[B, E]` in the shared space (not normalised) of a
     /// batch with `input_ids` and `attention_mask` fields.
     fn embed_text(&self, batch: &Batch, ctx: &mut ForwardCtx) -> Result<Tensor>;
-    /// The learnable log inverse temperature: a variable holding one value.
-    fn logit_scale(&self) -> &candle_core::Var;
+    /// The learnable log inverse temperature: a variable's tensor of shape
+    /// `[1]` (methods clamp it in place with `slice_set`).
+    fn logit_scale(&self) -> &Tensor;
     /// The width `E` of the shared space.
     fn embed_dim(&self) -> usize;
 }
