@@ -233,11 +233,13 @@ fn the_logit_scale_is_clipped_at_100() {
         .to_vec1::<f32>()
         .unwrap();
     assert_eq!(s.len(), 1);
+    // clipped after the first step; the second AdamW step (lr 3e-3) moves
+    // it by a few thousandths at most, far less than the 0.9 above ln 100
+    let max = 100f32.ln();
     assert!(
-        (s[0] - 100f32.ln()).abs() < 1e-4,
-        "logit scale {} (ln 100 = {})",
-        s[0],
-        100f32.ln()
+        s[0] <= max + 1e-6 && s[0] > max - 0.02,
+        "logit scale {} (ln 100 = {max})",
+        s[0]
     );
 }
 

@@ -211,12 +211,6 @@ impl ClipText {
                 input_ids.dims()
             )));
         }
-        let max_pos = self.cfg.max_position_embeddings;
-        if t > max_pos {
-            return Err(Error::Shape(format!(
-                "{WHO}: `input_ids` has {t} positions, more than max_position_embeddings = {max_pos}"
-            )));
-        }
         // each row's last unmasked position
         let mask_rows: Option<Vec<Vec<f64>>> = match attention_mask {
             Some(m) => {
@@ -245,6 +239,13 @@ impl ClipText {
             None => vec![t - 1; b],
         };
         let used = last.iter().max().map_or(t, |m| m + 1);
+        // padding past the last token costs nothing and may exceed the table
+        let max_pos = self.cfg.max_position_embeddings;
+        if used > max_pos {
+            return Err(Error::Shape(format!(
+                "{WHO}: a sequence has {used} tokens, more than max_position_embeddings = {max_pos} (lower the tokenizer's max_length)"
+            )));
+        }
         let ids = input_ids.narrow(1, 0, used)?;
         let id_rows: Vec<Vec<i64>> = ids.to_dtype(DType::I64)?.to_vec2()?;
         for row in &id_rows {
