@@ -210,6 +210,58 @@ fn a_checkpoint_that_does_not_fit_is_an_error_naming_the_tensor() {
 }
 
 #[test]
+fn a_vit_and_a_bert_make_a_dual_encoder_too() {
+    let meta = DataMeta {
+        image_shape: Some([1, 8, 8]),
+        vocab_size: Some(100),
+        ..DataMeta::default()
+    };
+    let p = params(
+        r#"
+embed_dim = 6
+[image]
+name = "vit"
+variant = "custom"
+dim = 8
+depth = 1
+heads = 2
+patch_size = 4
+[text]
+name = "bert"
+vocab_size = 100
+hidden_size = 8
+num_hidden_layers = 1
+num_attention_heads = 2
+intermediate_size = 16
+max_position_embeddings = 8
+"#,
+    );
+    let (store, enc) = build(&p, &meta).unwrap();
+    let names: Vec<String> = store.named_vars().into_iter().map(|(n, _)| n).collect();
+    assert!(names.iter().any(|n| n == "encoder.vision_model.cls_token"));
+    assert!(names
+        .iter()
+        .any(|n| n.starts_with("encoder.text_model.") && n.contains("embeddings")));
+    let mut b = Batch::default();
+    b.tensors.insert(
+        "image".into(),
+        Tensor::zeros((2, 1, 8, 8), DType::F32, &Device::Cpu).unwrap(),
+    );
+    b.tensors.insert(
+        "input_ids".into(),
+        Tensor::new(&[[1i64, 5, 2, 0], [1, 7, 9, 2]], &Device::Cpu).unwrap(),
+    );
+    b.tensors.insert(
+        "attention_mask".into(),
+        Tensor::new(&[[1i64, 1, 1, 0], [1, 1, 1, 1]], &Device::Cpu).unwrap(),
+    );
+    let it = enc.image_text().unwrap();
+    let mut ctx = ForwardCtx::eval();
+    assert_eq!(it.embed_image(&b, &mut ctx).unwrap().dims(), &[2, 6]);
+    assert_eq!(it.embed_text(&b, &mut ctx).unwrap().dims(), &[2, 6]);
+}
+
+#[test]
 fn from_scratch_the_towers_come_from_the_registry() {
     let meta = DataMeta {
         image_shape: Some([1, 28, 28]),
