@@ -273,6 +273,21 @@ fn misconfigured_clip_recipes_name_the_problem() {
         dir.path().join("o2").to_str().unwrap(),
     ]));
     assert!(e.contains("encoder.text"), "{e}");
+    // a prompt template without its placeholder
+    let r = recipe(
+        dir.path(),
+        "bad4",
+        &format!(
+            "{DUAL}[method]\nname = \"clip\"\n[[eval]]\nname = \"zero_shot\"\ntemplates = [\"a photo\"]\n"
+        ),
+    );
+    let e = fails(&parallax(&[
+        "train",
+        r.to_str().unwrap(),
+        "--out",
+        dir.path().join("o4").to_str().unwrap(),
+    ]));
+    assert!(e.contains("templates") && e.contains("a photo"), "{e}");
     // a misspelt method key names the key and the file
     let r = recipe(
         dir.path(),

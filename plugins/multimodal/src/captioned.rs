@@ -96,6 +96,21 @@ pub fn fill(template: &str, phrase: &str) -> String {
     }
 }
 
+/// Checks that there is a template and that each holds `{}` exactly once;
+/// an error names `key` of `p`.
+pub fn check_templates(templates: &[String], p: &Params, key: &str) -> Result<()> {
+    if templates.is_empty() {
+        return Err(p.error(key, "must hold at least one template"));
+    }
+    if let Some(bad) = templates.iter().find(|t| t.matches("{}").count() != 1) {
+        return Err(p.error(
+            key,
+            format!("{bad:?} must contain \"{{}}\" (where the class goes) exactly once"),
+        ));
+    }
+    Ok(())
+}
+
 /// `[data] name = "captioned"` options (less the `[data.images]` table).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -298,15 +313,7 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Captioned> {
         Some(t) => t,
         None => DEFAULT_TEMPLATES.iter().map(|t| t.to_string()).collect(),
     };
-    if templates.is_empty() {
-        return Err(p.error("templates", "must hold at least one template"));
-    }
-    if let Some(bad) = templates.iter().find(|t| t.matches("{}").count() != 1) {
-        return Err(p.error(
-            "templates",
-            format!("{bad:?} must contain \"{{}}\" (where the class goes) exactly once"),
-        ));
-    }
+    check_templates(&templates, &p, "templates")?;
     for (name, phrases) in &c.classes {
         if phrases.is_empty() || phrases.iter().any(|s| s.trim().is_empty()) {
             return Err(p.error(

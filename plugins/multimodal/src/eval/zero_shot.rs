@@ -35,7 +35,7 @@ use parallax_core::recipe::Params;
 use parallax_text::tokenizer::TextTokenizer;
 use serde::Deserialize;
 
-use crate::captioned::{default_phrases, fill};
+use crate::captioned::{check_templates, default_phrases, fill};
 use crate::tokens::{caption_tokenizer, DEFAULT_MAX_LENGTH};
 
 /// Eight of the prompt templates CLIP ensembles for ImageNet (Radford et
@@ -89,22 +89,6 @@ impl Default for ZeroShotConfig {
 pub struct ZeroShot {
     cfg: ZeroShotConfig,
     tokenizer: TextTokenizer,
-}
-
-/// Checks that every template has exactly one `{}`; names `key` of `p`.
-pub fn check_templates(templates: &[String], p: &Params, key: &str) -> Result<()> {
-    if templates.is_empty() {
-        return Err(p.error(key, "needs at least one template"));
-    }
-    for t in templates {
-        if t.matches("{}").count() != 1 {
-            return Err(p.error(
-                key,
-                format!("template {t:?} must contain `{{}}` exactly once"),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Embeds `texts` with the text tower: normalised `[N, E]` on `device`.
