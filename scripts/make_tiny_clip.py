@@ -17,6 +17,10 @@ Writes plugins/multimodal/tests/fixtures/tiny-clip/:
   the model sees them, since the Rust tower normalises itself), the text
   and vision pooler outputs, the projected (not normalised) text and image
   embeddings, logits_per_image and logit_scale. Floats are plain lists.
+- tokenizer.json: a word-level tokenizer over the model's 64 ids (0 <pad>,
+  1 <unk>, 2-61 words, 62 start and 63 end of text, added around every
+  caption), so that recipes can train the tiny model end to end with its
+  own tokenizer (tests/tests/clip.rs).
 
 The Rust test plugins/multimodal/tests/clip_towers.rs checks the towers
 against it. Needs torch and transformers (5.x):
@@ -38,6 +42,35 @@ SEED = 20240601
 
 def tolist(t):
     return t.detach().to(torch.float64).tolist()
+
+
+WORDS = (
+    "a an the of on in with and photo picture image drawing small big dark "
+    "bright red green blue yellow white black square circle triangle cross "
+    "stripes dots plain shape colour color this is that one two thing object "
+    "background close-up blurry low resolution centered tiny large pattern "
+    "toy card tile icon sign mark spot patch . ,"
+).split()
+
+
+def write_tokenizer(out: str) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    vocab = {"<pad>": 0, "<unk>": 1}
+    for w in WORDS:
+        vocab.setdefault(w, len(vocab))
+    assert len(vocab) <= 62, len(vocab)
+    vocab["<|startoftext|>"] = 62
+    vocab["<|endoftext|>"] = EOS
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<|startoftext|> $A <|endoftext|>",
+        special_tokens=[("<|startoftext|>", 62), ("<|endoftext|>", EOS)],
+    )
+    tok.enable_padding(pad_id=0, pad_token="<pad>")
+    tok.save(os.path.join(out, "tokenizer.json"))
 
 
 def main() -> int:
@@ -118,6 +151,7 @@ def main() -> int:
     with open(os.path.join(out, "reference.json"), "w") as f:
         json.dump(ref, f)
         f.write("\n")
+    write_tokenizer(out)
     print(f"wrote {out}")
     return 0
 

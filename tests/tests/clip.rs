@@ -302,3 +302,124 @@ fn misconfigured_clip_recipes_name_the_problem() {
     ]));
     assert!(e.contains("queue_sise") && e.contains("bad3.toml"), "{e}");
 }
+
+/// Writes a 16 px RGB PNG: mostly `rgb`, with seeded noise.
+fn png(path: &Path, rgb: [u8; 3], seed: u32) {
+    let mut img = image::RgbImage::new(16, 16);
+    for (i, px) in img.pixels_mut().enumerate() {
+        let n = ((i as u32)
+            .wrapping_mul(2_654_435_761)
+            .wrapping_add(seed * 97)
+            >> 27) as u8;
+        *px = image::Rgb([
+            rgb[0].saturating_add(n),
+            rgb[1].saturating_add(n),
+            rgb[2].saturating_add(n),
+        ]);
+    }
+    img.save(path).unwrap();
+}
+
+#[test]
+fn a_pretrained_hugging_face_clip_trains_on_an_image_text_manifest_with_its_tokenizer() {
+    let fixture = parallax_tests::root().join("plugins/multimodal/tests/fixtures/tiny-clip");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("img")).unwrap();
+    let mut train_rows = String::new();
+    let mut test = String::new();
+    for i in 0..24u32 {
+        for (name, rgb) in [("red", [200, 30, 30]), ("blue", [30, 30, 200])] {
+            let file = format!("img/{name}{i}.png");
+            png(&dir.path().join(&file), rgb, i);
+            let line = format!(
+                "{{\"image\": \"{file}\", \"caption\": \"a small photo of a {name} square .\", \"label\": \"{name}\"}}\n"
+            );
+            if i < 20 {
+                train_rows.push_str(&line);
+            } else {
+                test.push_str(&line);
+            }
+        }
+    }
+    let d = |p: &str| dir.path().join(p).display().to_string();
+    std::fs::write(d("train.jsonl"), train_rows).unwrap();
+    std::fs::write(d("test.jsonl"), test).unwrap();
+    let recipe = dir.path().join("tiny-clip.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            r#"
+name = "tiny-clip"
+seed = 1
+device = "cpu"
+
+[data]
+name = "image_text"
+manifest = {train:?}
+test_manifest = {test:?}
+label_key = "label"
+max_length = 12
+
+[views]
+name = "copies"
+views = 1
+
+[encoder]
+name = "clip"
+pretrained = {model:?}
+
+[method]
+name = "clip"
+
+[optimizer]
+name = "adamw"
+lr = 3e-3
+
+[train]
+epochs = 8
+batch_size = 8
+log_every = 5
+workers = 1
+
+[[eval]]
+name = "zero_shot"
+templates = ["a photo of a {{}} square .", "a {{}} shape ."]
+
+[[eval]]
+name = "retrieval"
+ks = [1, 5]
+"#,
+            train = d("train.jsonl"),
+            test = d("test.jsonl"),
+            model = fixture.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    // captions and prompts go through the model's own word-level tokenizer
+    // (64 ids): the embedded BERT vocabulary would overflow its embeddings
+    let out = train(&recipe, &run, &[]);
+    let v = results(&run);
+    for k in [
+        "zero_shot/top1",
+        "retrieval/i2t_r1",
+        "retrieval/t2i_r5_class",
+    ] {
+        for which in ["init", "final"] {
+            let x = v[which][k].as_f64().unwrap_or(-1.0);
+            assert!((0.0..=1.0).contains(&x), "{which} {k} = {x}\n{out}");
+        }
+    }
+    // the pretrained weights were the starting point and were trained
+    let start =
+        candle_core::safetensors::load(fixture.join("model.safetensors"), &Device::Cpu).unwrap();
+    let ck = checkpoint(&run);
+    let name = "text_model.final_layer_norm.weight";
+    let moved = max_diff(&start[name], &ck.model[&format!("encoder.{name}")]);
+    assert!(moved > 0.0 && moved < 0.1, "{name} moved by {moved}");
+    // 40 training pairs in batches of 8 for 8 epochs
+    assert_eq!(v["step"].as_u64(), Some(40), "{v}");
+    // with a clear colour cue, 40 steps of CLIP separate the two classes
+    let zs = v["final"]["zero_shot/top1"].as_f64().unwrap();
+    assert!(zs >= 0.75, "zero-shot after training: {zs}\n{out}");
+}
