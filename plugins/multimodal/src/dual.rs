@@ -33,6 +33,16 @@
 //! `encoder.text_projection.weight`, ...). `forward` gives the image tower's
 //! features before the projection (what linear probes and kNN evaluate);
 //! [`ImageText`] gives the projected embeddings of both towers.
+//!
+//! With `clip_vision` and `clip_text` towers (from scratch or pretrained),
+//! `parallax export RUN --out DIR` writes the trained model back in the
+//! Hugging Face layout: `config.json` (the pretrained model's own, or one
+//! made from the towers' settings), `model.safetensors` and the tokenizer
+//! (the pretrained model's `tokenizer.json`, or the embedded bert-base-uncased
+//! one for a model trained from scratch on its vocabulary).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Module, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -94,6 +104,42 @@ pub struct DualEncoder {
     text_projection: Linear,
     logit_scale: Tensor,
     embed_dim: usize,
+    /// Every variable by its Hugging Face name (for export).
+    named: Vec<(String, Tensor)>,
+    /// The model's Hugging Face configuration, when both towers are CLIP's.
+    hf: Option<HfClipConfig>,
+    /// The pretrained model's `config.json`, written back on export.
+    raw_config: Option<serde_json::Value>,
+    /// The pretrained model's `tokenizer.json`, copied on export.
+    tokenizer: Option<PathBuf>,
+}
+
+/// A tower of the recipe: CLIP's own (with its configuration, for export)
+/// or any registered encoder.
+fn build_tower(
+    spec: &Component,
+    meta: &DataMeta,
+    vb: VarBuilder<'static>,
+) -> Result<(Box<dyn Encoder>, Option<Tower>)> {
+    Ok(match spec.name.as_str() {
+        "clip_vision" => {
+            let t = ClipVision::new(&spec.params.extract()?, meta, vb)?;
+            let c = t.config().clone();
+            (Box::new(t), Some(Tower::Vision(c)))
+        }
+        "clip_text" => {
+            let t = ClipText::new(&spec.params.extract()?, meta, vb)?;
+            let c = t.config().clone();
+            (Box::new(t), Some(Tower::Text(c)))
+        }
+        _ => (tower(spec, meta, vb)?, None),
+    })
+}
+
+/// The configuration of a CLIP tower.
+enum Tower {
+    Vision(crate::clip_vision::ClipVisionConfig),
+    Text(crate::clip_text::ClipTextConfig),
 }
 
 fn projection(vb: &VarBuilder, name: &str, in_dim: usize, out_dim: usize) -> Result<Linear> {
@@ -147,9 +193,24 @@ impl DualEncoder {
                 if !cfg.logit_scale_init.is_finite() {
                     return Err(params.error("logit_scale_init", "must be finite"));
                 }
-                let image = tower(&image, meta, vb.pp("vision_model"))?;
-                let text = tower(&text, meta, vb.pp("text_model"))?;
-                Self::assemble(image, text, cfg.embed_dim, cfg.logit_scale_init, &vb)
+                let recorder = Recorder::new();
+                let rvb = recorder.wrap(vb.clone());
+                let (image, vision_cfg) = build_tower(&image, meta, rvb.pp("vision_model"))?;
+                let (text, text_cfg) = build_tower(&text, meta, rvb.pp("text_model"))?;
+                let mut dual =
+                    Self::assemble(image, text, cfg.embed_dim, cfg.logit_scale_init, &rvb)?;
+                if let (Some(Tower::Vision(vision)), Some(Tower::Text(text))) =
+                    (vision_cfg, text_cfg)
+                {
+                    dual.hf = Some(HfClipConfig {
+                        text,
+                        vision,
+                        projection_dim: cfg.embed_dim,
+                        logit_scale_init: cfg.logit_scale_init,
+                    });
+                }
+                dual.named = named(&vb, &recorder)?;
+                Ok(dual)
             }
         }
     }
@@ -171,6 +232,10 @@ impl DualEncoder {
             text_projection,
             logit_scale,
             embed_dim,
+            named: Vec::new(),
+            hf: None,
+            raw_config: None,
+            tokenizer: None,
         })
     }
 
@@ -189,8 +254,8 @@ impl DualEncoder {
             &["tokenizer.json"],
         )?;
         let cpath = files.file("config.json")?;
-        let text = std::fs::read_to_string(&cpath).map_err(|e| Error::io(&cpath, e))?;
-        let hf = HfClipConfig::from_json(&text, &cpath.display().to_string())?;
+        let config_text = std::fs::read_to_string(&cpath).map_err(|e| Error::io(&cpath, e))?;
+        let hf = HfClipConfig::from_json(&config_text, &cpath.display().to_string())?;
         let wpath = files.file("model.safetensors")?;
         let mut tensors = candle_core::safetensors::load(&wpath, &Device::Cpu)
             .map_err(|e| Error::Data(format!("{}: {e}", wpath.display())))?;
@@ -200,10 +265,10 @@ impl DualEncoder {
         }
         let ckpt = Checkpoint::from_tensors(&wpath.display().to_string(), tensors);
         let recorder = Recorder::new();
-        let rvb = recorder.wrap(vb);
+        let rvb = recorder.wrap(vb.clone());
         let image = ClipVision::new(&hf.vision, meta, rvb.pp("vision_model"))?;
         let text = ClipText::new(&hf.text, meta, rvb.pp("text_model"))?;
-        let dual = Self::assemble(
+        let mut dual = Self::assemble(
             Box::new(image),
             Box::new(text),
             hf.projection_dim,
@@ -211,7 +276,95 @@ impl DualEncoder {
             &rvb,
         )?;
         ckpt.load_into(&rvb, &recorder.vars(), IGNORED)?;
+        dual.named = named(&vb, &recorder)?;
+        dual.raw_config = serde_json::from_str(&config_text).ok();
+        dual.tokenizer = files.files.get("tokenizer.json").cloned();
+        dual.hf = Some(hf);
         Ok(dual)
+    }
+}
+
+/// The variables recorded through `recorder`, by their names under `vb`.
+fn named(vb: &VarBuilder, recorder: &Recorder) -> Result<Vec<(String, Tensor)>> {
+    recorder
+        .vars()
+        .into_iter()
+        .map(|(name, shape)| {
+            let t = vb.get(shape, &name)?;
+            Ok((name, t))
+        })
+        .collect()
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+impl DualEncoder {
+    /// Writes the model in the Hugging Face CLIP layout into `dir`.
+    fn export_hf(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        let hf = self.hf.as_ref().ok_or_else(|| {
+            Error::Recipe(
+                "export writes the Hugging Face CLIP layout: it needs `clip_vision` and `clip_text` towers".into(),
+            )
+        })?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let embedded_vocab = self.tokenizer.is_none()
+            && hf.text.vocab_size == Some(parallax_text::tokenizer::EMBEDDED_VOCAB_SIZE);
+        let config = match &self.raw_config {
+            Some(raw) => raw.clone(),
+            None => {
+                let mut c = hf.to_json();
+                if embedded_vocab {
+                    // bert-base-uncased's [CLS], [SEP] and [PAD]: transformers
+                    // pools CLIP's text at the first eos_token_id
+                    let t = &mut c["text_config"];
+                    t["bos_token_id"] = 101.into();
+                    t["eos_token_id"] = 102.into();
+                    t["pad_token_id"] = 0.into();
+                }
+                c
+            }
+        };
+        let mut written = Vec::new();
+        let cpath = dir.join("config.json");
+        let text = serde_json::to_string_pretty(&config).map_err(|e| Error::Data(e.to_string()))?;
+        write_atomic(&cpath, text.as_bytes())?;
+        written.push(cpath);
+        let mut tensors = HashMap::new();
+        for (name, t) in &self.named {
+            let mut t = t.detach().to_device(&Device::Cpu)?;
+            if name == "logit_scale" {
+                // Hugging Face stores a scalar
+                t = t.reshape(())?;
+            }
+            tensors.insert(name.clone(), t);
+        }
+        let wpath = dir.join("model.safetensors");
+        let tmp = dir.join("model.safetensors.tmp");
+        candle_core::safetensors::save(&tensors, &tmp)?;
+        std::fs::rename(&tmp, &wpath).map_err(|e| Error::io(&wpath, e))?;
+        written.push(wpath);
+        let tpath = dir.join("tokenizer.json");
+        match &self.tokenizer {
+            Some(src) => {
+                let bytes = std::fs::read(src).map_err(|e| Error::io(src, e))?;
+                write_atomic(&tpath, &bytes)?;
+                written.push(tpath);
+            }
+            None if embedded_vocab => {
+                let bytes = parallax_text::tokenizer::TextTokenizer::embedded(
+                    hf.text.max_position_embeddings.max(2),
+                )?
+                .to_json()?;
+                write_atomic(&tpath, &bytes)?;
+                written.push(tpath);
+            }
+            None => {}
+        }
+        Ok(written)
     }
 }
 
@@ -227,6 +380,10 @@ impl Encoder for DualEncoder {
 
     fn image_text(&self) -> Option<&dyn ImageText> {
         Some(self)
+    }
+
+    fn export(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        self.export_hf(dir)
     }
 }
 

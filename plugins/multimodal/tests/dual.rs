@@ -342,3 +342,123 @@ max_position_embeddings = 8
         .to_string();
     assert!(e.contains("embed_dims"), "{e}");
 }
+
+/// The flattened image and text embeddings of the reference batch.
+fn embeddings(enc: &DualEncoder, b: &Batch) -> (Vec<f32>, Vec<f32>) {
+    let it = enc.image_text().unwrap();
+    let mut ctx = ForwardCtx::eval();
+    let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    (
+        flat(it.embed_image(b, &mut ctx).unwrap()),
+        flat(it.embed_text(b, &mut ctx).unwrap()),
+    )
+}
+
+#[test]
+fn export_writes_the_hugging_face_layout_back() {
+    let meta = DataMeta::default();
+    let r = reference();
+    let b = batch(&r);
+    // pretrained: change a weight, export, load the export
+    let p = params(&format!(
+        "pretrained = {:?}",
+        fixture().display().to_string()
+    ));
+    let (store, enc) = build(&p, &meta).unwrap();
+    let w = store.get_var("encoder.text_projection.weight").unwrap();
+    w.set(&(w.as_tensor() * 1.5).unwrap()).unwrap();
+    let want = embeddings(&enc, &b);
+    let dir = tempfile::tempdir().unwrap();
+    let files = enc.export(dir.path()).unwrap();
+    assert_eq!(files.len(), 3, "{files:?}");
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(dir.path().join(f).is_file(), "no {f}");
+    }
+    // the pretrained model's own config.json and tokenizer come back
+    assert_eq!(
+        std::fs::read(dir.path().join("tokenizer.json")).unwrap(),
+        std::fs::read(fixture().join("tokenizer.json")).unwrap()
+    );
+    let saved =
+        candle_core::safetensors::load(dir.path().join("model.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(
+        saved["logit_scale"].dims(),
+        &[] as &[usize],
+        "a scalar, as in Hugging Face"
+    );
+    let reference_names =
+        candle_core::safetensors::load(fixture().join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut a: Vec<_> = saved.keys().cloned().collect();
+    let mut e: Vec<_> = reference_names
+        .keys()
+        .filter(|k| !k.ends_with("position_ids"))
+        .cloned()
+        .collect();
+    a.sort();
+    e.sort();
+    assert_eq!(a, e, "the same tensor names as transformers'");
+    let p = params(&format!(
+        "pretrained = {:?}",
+        dir.path().display().to_string()
+    ));
+    let (_, back) = build(&p, &meta).unwrap();
+    assert_eq!(embeddings(&back, &b), want);
+
+    // from scratch with CLIP's towers on the embedded vocabulary
+    let scratch = params(
+        r#"
+embed_dim = 12
+[image]
+name = "clip_vision"
+hidden_size = 16
+intermediate_size = 32
+num_hidden_layers = 1
+num_attention_heads = 2
+patch_size = 8
+[text]
+name = "clip_text"
+hidden_size = 16
+intermediate_size = 32
+num_hidden_layers = 1
+num_attention_heads = 2
+max_position_embeddings = 8
+"#,
+    );
+    let meta = DataMeta {
+        image_shape: Some([3, 16, 16]),
+        vocab_size: Some(parallax_text::tokenizer::EMBEDDED_VOCAB_SIZE),
+        ..DataMeta::default()
+    };
+    let (_, enc) = build(&scratch, &meta).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    enc.export(dir.path()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["projection_dim"], 12);
+    assert_eq!(config["text_config"]["vocab_size"], 30522);
+    assert_eq!(
+        config["text_config"]["eos_token_id"], 102,
+        "BERT's [SEP] ends the captions"
+    );
+    assert_eq!(config["vision_config"]["image_size"], 16);
+    assert!(dir.path().join("tokenizer.json").is_file());
+    let p = params(&format!(
+        "pretrained = {:?}",
+        dir.path().display().to_string()
+    ));
+    let (_, back) = build(&p, &DataMeta::default()).unwrap();
+    let b = batch(&r);
+    assert_eq!(embeddings(&back, &b), embeddings(&enc, &b));
+
+    // other towers have no Hugging Face CLIP layout
+    let p = params("embed_dim = 4\n[image]\nname = \"small_cnn\"\nchannels = [4]\n[text]\nname = \"clip_text\"\nhidden_size = 8\nintermediate_size = 8\nnum_hidden_layers = 1\nnum_attention_heads = 2\nmax_position_embeddings = 8");
+    let meta = DataMeta {
+        image_shape: Some([1, 8, 8]),
+        vocab_size: Some(64),
+        ..DataMeta::default()
+    };
+    let (_, enc) = build(&p, &meta).unwrap();
+    let e = enc.export(dir.path()).err().unwrap().to_string();
+    assert!(e.contains("clip_vision"), "{e}");
+}

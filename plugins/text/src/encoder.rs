@@ -239,7 +239,9 @@ impl Encoder for BertEncoder {
         candle_core::safetensors::save(&tensors, &tmp)?;
         std::fs::rename(&tmp, &wpath).map_err(|e| Error::io(&wpath, e))?;
         written.push(wpath);
-        if self.extra_files.is_empty() && self.model.config().vocab_size == 30522 {
+        if self.extra_files.is_empty()
+            && self.model.config().vocab_size == crate::tokenizer::EMBEDDED_VOCAB_SIZE
+        {
             // trained from scratch on the embedded vocabulary
             let p = dir.join("tokenizer.json");
             write_atomic(&p, &TextTokenizer::embedded(512)?.to_json()?)?;

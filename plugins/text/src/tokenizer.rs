@@ -29,6 +29,9 @@ use crate::hub::resolve_model_files;
 /// The embedded tokenizer's name.
 pub const EMBEDDED: &str = "bert-base-uncased";
 
+/// The embedded tokenizer's vocabulary size (BERT's WordPiece).
+pub const EMBEDDED_VOCAB_SIZE: usize = 30522;
+
 /// all-MiniLM-L6-v2's `tokenizer.json` (the bert-base-uncased WordPiece
 /// vocabulary, Apache-2.0), gzipped.
 static EMBEDDED_JSON_GZ: &[u8] = include_bytes!("../data/bert-base-uncased-tokenizer.json.gz");
@@ -217,7 +220,7 @@ mod tests {
     #[test]
     fn embedded_tokenizer_pads_truncates_and_masks() {
         let t = TextTokenizer::embedded(8).unwrap();
-        assert_eq!(t.vocab_size(), 30522);
+        assert_eq!(t.vocab_size(), EMBEDDED_VOCAB_SIZE);
         let (ids, mask) = t.encode("Hello world").unwrap();
         // [CLS] hello world [SEP] + padding
         assert_eq!(&ids[..4], &[101, 7592, 2088, 102]);
