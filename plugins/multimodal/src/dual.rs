@@ -410,6 +410,6 @@ impl ImageText for DualEncoder {
 parallax_core::register!(
     encoder,
     "clip",
-    "dual image-text encoder (image and text towers, projections, logit scale); loads Hugging Face CLIP",
+    "dual image-text encoder (image and text towers, projections, logit scale); loads and exports Hugging Face CLIP",
     |p, ctx, vb| Ok(Box::new(DualEncoder::build(p, &ctx.meta, vb)?))
 );
