@@ -47,6 +47,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Module, Tensor};
 use candle_nn::{Init, VarBuilder};
 use parallax_core::batch::Batch;
+use parallax_core::checkpoint::write_atomic;
 use parallax_core::data::{BuildCtx, DataMeta, Split};
 use parallax_core::error::{Error, Result};
 use parallax_core::nn::encoder::{Encoder, EncoderCtx, ForwardCtx, ImageText};
@@ -294,12 +295,6 @@ fn named(vb: &VarBuilder, recorder: &Recorder) -> Result<Vec<(String, Tensor)>> 
             Ok((name, t))
         })
         .collect()
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 impl DualEncoder {

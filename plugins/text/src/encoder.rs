@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use parallax_core::batch::Batch;
+use parallax_core::checkpoint::write_atomic;
 use parallax_core::data::BuildCtx;
 use parallax_core::error::{Error, Result};
 use parallax_core::nn::encoder::{Encoder, ForwardCtx};
@@ -258,12 +259,6 @@ impl Encoder for BertEncoder {
         }
         Ok(written)
     }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 parallax_core::register!(
