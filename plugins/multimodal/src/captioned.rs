@@ -19,8 +19,7 @@
 //! every epoch and every run with that seed. Every possible caption is
 //! tokenized once when the source is built.
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parallax_core::batch::{Field, Sample};
@@ -32,7 +31,7 @@ use serde::Deserialize;
 
 use parallax_text::tokenizer::TextTokenizer;
 
-use crate::tokens::{caption_tokenizer, DEFAULT_MAX_LENGTH};
+use crate::tokens::{caption_tokenizer, CaptionTokens, DEFAULT_MAX_LENGTH};
 
 /// The default templates: photos of clothing, small and grey. Each holds
 /// `{}` once, where the class phrase goes.
@@ -145,9 +144,8 @@ pub struct Captioned {
     templates: Vec<String>,
     /// The phrases of each class, by label.
     phrases: Vec<Vec<String>>,
-    /// Token ids and attention mask of every possible caption.
-    tokens: HashMap<String, (Vec<i64>, Vec<i64>)>,
-    max_length: usize,
+    /// Every possible caption, tokenized.
+    tokens: CaptionTokens,
     meta: DataMeta,
 }
 
@@ -163,7 +161,6 @@ impl Captioned {
         phrases: Vec<Vec<String>>,
         tokenizer: &TextTokenizer,
     ) -> Result<Self> {
-        let max_length = tokenizer.max_length();
         if templates.is_empty() {
             return Err(Error::invalid("captioned", "no caption templates"));
         }
@@ -173,15 +170,12 @@ impl Captioned {
                 format!("class {k} has no phrases"),
             ));
         }
-        let mut tokens = HashMap::new();
-        for t in &templates {
-            for p in phrases.iter().flatten() {
-                if let Entry::Vacant(slot) = tokens.entry(fill(t, p)) {
-                    let encoded = tokenizer.encode(slot.key())?;
-                    slot.insert(encoded);
-                }
-            }
-        }
+        let tokens = CaptionTokens::new(
+            tokenizer,
+            templates
+                .iter()
+                .flat_map(|t| phrases.iter().flatten().map(move |p| fill(t, p))),
+        )?;
         let mut meta = images.meta();
         meta.vocab_size = Some(tokenizer.vocab_size());
         Ok(Captioned {
@@ -191,7 +185,6 @@ impl Captioned {
             templates,
             phrases,
             tokens,
-            max_length,
             meta,
         })
     }
@@ -252,24 +245,7 @@ impl DataSource for Captioned {
         let mut s = self.images.get(index)?;
         let label = self.label(index, &s)?;
         let caption = self.caption_for(index, label)?;
-        let (ids, mask) = self.tokens.get(&caption).ok_or_else(|| {
-            Error::Data(format!("captioned: caption {caption:?} was not tokenized"))
-        })?;
-        let shape = vec![self.max_length];
-        s.insert(
-            "input_ids",
-            Field::I64 {
-                shape: shape.clone(),
-                data: ids.clone(),
-            },
-        );
-        s.insert(
-            "attention_mask",
-            Field::I64 {
-                shape,
-                data: mask.clone(),
-            },
-        );
+        self.tokens.insert_into(&caption, &mut s, "captioned")?;
         Ok(s)
     }
 

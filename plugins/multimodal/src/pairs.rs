@@ -21,33 +21,21 @@
 //! Images are decoded once, when the source is built, and held as bytes;
 //! every distinct caption is tokenized once.
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parallax_core::batch::{Field, Sample};
+use parallax_core::batch::Sample;
 use parallax_core::data::{BuildCtx, DataMeta, DataSource, Split};
 use parallax_core::error::{Error, Result};
 use parallax_core::recipe::Params;
 use parallax_text::sources::{csv_fields, is_jsonl, json_str, jsonl_objects, read_text};
 use parallax_text::tokenizer::TextTokenizer;
 use parallax_vision::image::Image;
-use parallax_vision::image_folder::{decode, to_chw, InMemoryImages};
+use parallax_vision::image_folder::{decode, to_chw, InMemoryImages, OnCorrupt};
 use serde::Deserialize;
 
-use crate::tokens::{caption_tokenizer, DEFAULT_MAX_LENGTH};
-
-/// What to do with an image that is missing or does not decode.
-#[derive(Deserialize, Default, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum OnCorrupt {
-    /// Fail, naming the file and the manifest line.
-    #[default]
-    Error,
-    /// Leave the row out and count it.
-    Skip,
-}
+use crate::tokens::{caption_tokenizer, CaptionTokens, DEFAULT_MAX_LENGTH};
 
 /// `[data] name = "image_text"` options.
 #[derive(Deserialize)]
@@ -295,9 +283,8 @@ fn classes(all: &[&Row], p: &Params) -> Result<(Vec<String>, usize)> {
 pub struct ImageTextPairs {
     images: InMemoryImages,
     captions: Vec<String>,
-    /// Token ids and attention mask of each distinct caption.
-    tokens: HashMap<String, (Vec<i64>, Vec<i64>)>,
-    max_length: usize,
+    /// Each distinct caption, tokenized.
+    tokens: CaptionTokens,
     vocab_size: usize,
     skipped: usize,
     description: String,
@@ -329,27 +316,8 @@ impl DataSource for ImageTextPairs {
             Error::Data(format!("{}: index {index} out of range", self.description))
         })?;
         let mut s = self.images.get(index)?;
-        let (ids, mask) = self.tokens.get(caption).ok_or_else(|| {
-            Error::Data(format!(
-                "{}: caption {caption:?} was not tokenized",
-                self.description
-            ))
-        })?;
-        let shape = vec![self.max_length];
-        s.insert(
-            "input_ids",
-            Field::I64 {
-                shape: shape.clone(),
-                data: ids.clone(),
-            },
-        );
-        s.insert(
-            "attention_mask",
-            Field::I64 {
-                shape,
-                data: mask.clone(),
-            },
-        );
+        self.tokens
+            .insert_into(caption, &mut s, &self.description)?;
         Ok(s)
     }
 
@@ -456,13 +424,7 @@ fn load(
             }
         )));
     };
-    let mut tokens = HashMap::new();
-    for caption in &captions {
-        if let Entry::Vacant(slot) = tokens.entry(caption.clone()) {
-            let encoded = tokenizer.encode(caption)?;
-            slot.insert(encoded);
-        }
-    }
+    let tokens = CaptionTokens::new(tokenizer, captions.iter().cloned())?;
     let mut description = format!(
         "image_text {} ({}, {} pairs{})",
         split.as_str(),
@@ -498,7 +460,6 @@ fn load(
         images,
         captions,
         tokens,
-        max_length: tokenizer.max_length(),
         vocab_size: tokenizer.vocab_size(),
         skipped: skipped.len(),
         description,

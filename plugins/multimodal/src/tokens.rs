@@ -10,8 +10,11 @@
 //!    BERT text tower from the Hub);
 //! 4. the embedded `bert-base-uncased` WordPiece vocabulary.
 
+use std::collections::HashMap;
+
+use parallax_core::batch::{Field, Sample};
 use parallax_core::data::BuildCtx;
-use parallax_core::error::Result;
+use parallax_core::error::{Error, Result};
 use parallax_text::tokenizer::{encoder_pretrained, TextTokenizer};
 use serde::Deserialize;
 
@@ -50,6 +53,57 @@ pub fn caption_tokenizer(
         None => None,
     };
     TextTokenizer::resolve(tower.as_deref(), ctx, max_length)
+}
+
+/// Captions tokenized once each: token ids and attention mask by caption.
+pub struct CaptionTokens {
+    map: HashMap<String, (Vec<i64>, Vec<i64>)>,
+    max_length: usize,
+}
+
+impl CaptionTokens {
+    /// Tokenizes every distinct caption of `captions` with `tokenizer`.
+    pub fn new(
+        tokenizer: &TextTokenizer,
+        captions: impl IntoIterator<Item = String>,
+    ) -> Result<Self> {
+        let mut map = HashMap::new();
+        for caption in captions {
+            if let std::collections::hash_map::Entry::Vacant(slot) = map.entry(caption) {
+                let encoded = tokenizer.encode(slot.key())?;
+                slot.insert(encoded);
+            }
+        }
+        Ok(CaptionTokens {
+            map,
+            max_length: tokenizer.max_length(),
+        })
+    }
+
+    /// Adds `caption`'s `input_ids` and `attention_mask` to `sample`; `who`
+    /// names the source in errors.
+    pub fn insert_into(&self, caption: &str, sample: &mut Sample, who: &str) -> Result<()> {
+        let (ids, mask) = self
+            .map
+            .get(caption)
+            .ok_or_else(|| Error::Data(format!("{who}: caption {caption:?} was not tokenized")))?;
+        let shape = vec![self.max_length];
+        sample.insert(
+            "input_ids",
+            Field::I64 {
+                shape: shape.clone(),
+                data: ids.clone(),
+            },
+        );
+        sample.insert(
+            "attention_mask",
+            Field::I64 {
+                shape,
+                data: mask.clone(),
+            },
+        );
+        Ok(())
+    }
 }
 
 #[cfg(test)]

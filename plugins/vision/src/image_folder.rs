@@ -140,10 +140,11 @@ impl DataSource for InMemoryImages {
     }
 }
 
-/// What to do with a file that does not decode.
+/// What to do with an image file that is missing or does not decode
+/// (`on_corrupt` of the image sources).
 #[derive(Deserialize, Default, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-enum OnCorrupt {
+pub enum OnCorrupt {
     /// Fail, naming the file.
     #[default]
     Error,

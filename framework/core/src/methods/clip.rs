@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::losses::clip::{Clip, ClipConfig};
 use crate::losses::common::cross_entropy_diagonal;
 use crate::losses::{l2_normalize, Loss, LossInputs};
-use crate::methods::moco::enqueue;
+use crate::methods::moco::{enqueue, restore_pointer, restore_queue};
 use crate::methods::target::{self, MomentumSchedule, TargetNetwork};
 use crate::methods::{Method, MethodCtx, StepInfo, StepOutput};
 use crate::nn::encoder::{Encoder, ForwardCtx, ImageText};
@@ -286,22 +286,9 @@ impl Method for ClipMethod {
         let Some(qs) = &mut self.queues else {
             return Ok(());
         };
-        for (key, queue) in [("image_queue", &mut qs.image), ("text_queue", &mut qs.text)] {
-            let saved = state
-                .get(key)
-                .ok_or_else(|| Error::Recipe(format!("clip: the checkpoint has no {key}")))?;
-            if saved.dims() != queue.dims() {
-                return Err(Error::Shape(format!(
-                    "clip: the checkpoint's {key} is {:?}, the recipe's {:?}",
-                    saved.dims(),
-                    queue.dims()
-                )));
-            }
-            *queue = saved.to_device(queue.device())?;
-        }
-        if let Some(p) = state.get("queue_ptr") {
-            qs.ptr = p.to_vec1::<i64>()?.first().copied().unwrap_or(0) as usize % size;
-        }
+        restore_queue(state, "image_queue", &mut qs.image, "clip")?;
+        restore_queue(state, "text_queue", &mut qs.text, "clip")?;
+        qs.ptr = restore_pointer(state, size)?;
         Ok(())
     }
 }

@@ -147,6 +147,39 @@ pub fn enqueue(queue: &Tensor, ptr: usize, keys: &Tensor) -> Result<(Tensor, usi
     Ok((q, (ptr + n) % size))
 }
 
+/// Replaces `queue` with the checkpoint's tensor `key` of `state`, which
+/// must have its shape; `who` names the method in errors.
+pub fn restore_queue(
+    state: &std::collections::HashMap<String, Tensor>,
+    key: &str,
+    queue: &mut Tensor,
+    who: &str,
+) -> Result<()> {
+    let saved = state
+        .get(key)
+        .ok_or_else(|| Error::Recipe(format!("{who}: the checkpoint has no {key}")))?;
+    if saved.dims() != queue.dims() {
+        return Err(Error::Shape(format!(
+            "{who}: the checkpoint's {key} is {:?}, the recipe's {:?}",
+            saved.dims(),
+            queue.dims()
+        )));
+    }
+    *queue = saved.to_device(queue.device())?;
+    Ok(())
+}
+
+/// The checkpoint's queue pointer (`queue_ptr`), modulo `size`; 0 if absent.
+pub fn restore_pointer(
+    state: &std::collections::HashMap<String, Tensor>,
+    size: usize,
+) -> Result<usize> {
+    Ok(match state.get("queue_ptr") {
+        Some(p) => p.to_vec1::<i64>()?.first().copied().unwrap_or(0) as usize % size,
+        None => 0,
+    })
+}
+
 impl Method for Moco {
     fn step(&mut self, views: &[Batch], ctx: &mut ForwardCtx) -> Result<StepOutput> {
         if views.len() != 2 {
@@ -224,21 +257,8 @@ impl Method for Moco {
     }
 
     fn load_state(&mut self, state: &std::collections::HashMap<String, Tensor>) -> Result<()> {
-        let queue = state
-            .get("queue")
-            .ok_or_else(|| Error::Recipe("moco: the checkpoint has no queue".into()))?;
-        if queue.dims() != self.queue.dims() {
-            return Err(Error::Shape(format!(
-                "moco: the checkpoint's queue is {:?}, the recipe's {:?}",
-                queue.dims(),
-                self.queue.dims()
-            )));
-        }
-        self.queue = queue.to_device(self.queue.device())?;
-        if let Some(p) = state.get("queue_ptr") {
-            self.ptr =
-                p.to_vec1::<i64>()?.first().copied().unwrap_or(0) as usize % self.cfg.queue_size;
-        }
+        restore_queue(state, "queue", &mut self.queue, "moco")?;
+        self.ptr = restore_pointer(state, self.cfg.queue_size)?;
         Ok(())
     }
 }
