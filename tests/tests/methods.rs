@@ -265,7 +265,7 @@ cutmix_alpha = 1.0
             "--set",
             "train.epochs=3",
             "--set",
-            "eval=[{name=\"linear_probe\", per_class=4, epochs=5}]",
+            "eval=[{name=\"linear_probe\", per_class=4, epochs=5, label_draws=3}]",
         ],
     );
     // 10 classes x 4 = 40 images, 5 steps of 8 per epoch
@@ -274,6 +274,37 @@ cutmix_alpha = 1.0
     assert!(out.contains("linear_probe/top1"), "{out}");
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert!(metrics.contains("train/mix_lambda") && metrics.contains("train/accuracy"));
+    // three draws of the 40 labelled images: their mean, spread and each draw
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    let get = |k: &str| {
+        results["final"][k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k}: {results}"))
+    };
+    let draws: Vec<f64> = (0..3)
+        .map(|s| get(&format!("linear_probe/top1_seed{s}")))
+        .collect();
+    let mean = draws.iter().sum::<f64>() / 3.0;
+    assert!((get("linear_probe/top1") - mean).abs() < 1e-9, "{results}");
+    let sd = (draws.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
+    assert!((get("linear_probe/top1_sd") - sd).abs() < 1e-9, "{results}");
+    assert!(
+        draws.iter().any(|&a| a != draws[0]),
+        "different labelled images give different probes: {draws:?}"
+    );
+    let err = fails(&parallax(&[
+        "train",
+        r.to_str().unwrap(),
+        "--out",
+        dir.path().join("y").to_str().unwrap(),
+        "--set",
+        "eval=[{name=\"linear_probe\", label_draws=2}]",
+    ]));
+    assert!(
+        err.contains("label_draws") && err.contains("per_class"),
+        "{err}"
+    );
     // asking for more labels than a class has names the problem
     let err = fails(&parallax(&[
         "train",

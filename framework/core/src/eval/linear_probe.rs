@@ -152,6 +152,77 @@ impl LinearProbe {
         })
     }
 
+    /// The weight decay of `grid` with the best `folds`-fold cross-validated
+    /// accuracy on the labelled examples themselves (folds stratified by
+    /// class: a class's i-th example goes to fold i mod `folds`), with that
+    /// accuracy. Ties go to the larger weight decay. No test example is
+    /// seen, so the choice is part of the probe, as in Kolesnikov et al.
+    /// (2019), who pick the regularisation on held-out training data.
+    pub fn select_weight_decay(
+        x: &Tensor,
+        labels: &[i64],
+        num_classes: usize,
+        cfg: &ProbeConfig,
+        grid: &[f64],
+        folds: usize,
+        unlabeled: Option<&Tensor>,
+    ) -> Result<(f64, f64)> {
+        let n = labels.len();
+        if folds < 2 || folds > n {
+            return Err(Error::Data(format!(
+                "linear probe: {folds} cross-validation folds for {n} labelled examples"
+            )));
+        }
+        let mut seen = vec![0usize; num_classes];
+        let fold: Vec<usize> = labels
+            .iter()
+            .map(|&l| {
+                let c = (l.max(0) as usize).min(num_classes.saturating_sub(1));
+                seen[c] += 1;
+                (seen[c] - 1) % folds
+            })
+            .collect();
+        let mut best: Option<(f64, f64)> = None;
+        for &wd in grid {
+            let cfg = ProbeConfig {
+                weight_decay: wd,
+                ..cfg.clone()
+            };
+            let mut hits = 0.0;
+            for f in 0..folds {
+                let (train, held): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| fold[i] != f);
+                if train.is_empty() || held.is_empty() {
+                    continue;
+                }
+                let pick = |idx: &[usize]| -> Result<(Tensor, Vec<i64>)> {
+                    let ids = Tensor::from_vec(
+                        idx.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+                        idx.len(),
+                        x.device(),
+                    )?;
+                    Ok((
+                        x.index_select(&ids, 0)?,
+                        idx.iter().map(|&i| labels[i]).collect(),
+                    ))
+                };
+                let (tx, ty) = pick(&train)?;
+                let (hx, hy) = pick(&held)?;
+                let probe =
+                    LinearProbe::fit_standardized_by(&tx, &ty, num_classes, &cfg, unlabeled)?;
+                hits += probe.accuracy(&hx, &hy)? * held.len() as f64;
+            }
+            let acc = hits / n as f64;
+            let better = match best {
+                None => true,
+                Some((bw, ba)) => acc > ba + 1e-12 || ((acc - ba).abs() <= 1e-12 && wd > bw),
+            };
+            if better {
+                best = Some((wd, acc));
+            }
+        }
+        best.ok_or_else(|| Error::Data("linear probe: an empty weight_decay_grid".into()))
+    }
+
     /// Predicted classes of `x [N, D]`.
     pub fn predict(&self, x: &Tensor) -> Result<Vec<i64>> {
         let x = x.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
@@ -194,6 +265,13 @@ pub struct LinearProbeEvalConfig {
     pub per_class: Option<usize>,
     /// The seed that picks the `per_class` examples: 0.
     pub label_seed: u64,
+    /// With `per_class`: repeat the probe on this many draws of the
+    /// labelled examples (seeds `label_seed`, `label_seed + 1`, ...) and
+    /// report their mean as `linear_probe/top1`, with `top1_sd` (sample
+    /// standard deviation) and each draw's `top1_seed{S}`. Which few
+    /// images are labelled moves a 10-per-class probe by a point or more.
+    /// Default 1.
+    pub label_draws: usize,
     /// With `per_class`: standardise with the statistics of this many
     /// training examples, their labels unused (a seeded subset; 0: the
     /// labelled examples' own statistics). Default 10000.
@@ -211,6 +289,13 @@ pub struct LinearProbeEvalConfig {
     pub lr: f64,
     /// The probe's L2 weight decay.
     pub weight_decay: f64,
+    /// When not empty: candidate weight decays, one chosen for each probe
+    /// by `cv_folds`-fold cross-validation on its labelled training
+    /// examples (replaces `weight_decay`; reported as
+    /// `linear_probe/weight_decay`). Empty by default.
+    pub weight_decay_grid: Vec<f64>,
+    /// Folds of that cross-validation: 5.
+    pub cv_folds: usize,
     /// Examples per probe update (0: all at once).
     pub batch_size: usize,
 }
@@ -234,6 +319,7 @@ impl Default for LinearProbeEvalConfig {
             train_limit: None,
             per_class: None,
             label_seed: 0,
+            label_draws: 1,
             standardize_on: 10000,
             l2_normalize: false,
             test_limit: None,
@@ -241,6 +327,8 @@ impl Default for LinearProbeEvalConfig {
             epochs: ProbeConfig::default().epochs,
             lr: ProbeConfig::default().lr,
             weight_decay: ProbeConfig::default().weight_decay,
+            weight_decay_grid: Vec::new(),
+            cv_folds: 5,
             batch_size: ProbeConfig::default().batch_size,
         }
     }
@@ -260,18 +348,7 @@ impl Evaluator for LinearProbeEval {
         })?;
         let train = source(ctx, Split::Train)?;
         let test = source(ctx, Split::Test)?;
-        let ti = match c.per_class {
-            Some(k) => per_class_indices(train.as_ref(), k, c.label_seed)?,
-            None => subset(train.len(), c.train_limit, ctx.seed, "probe/train"),
-        };
         let qi = subset(test.len(), c.test_limit, ctx.seed, "probe/test");
-        let (tx, ty) = extract(
-            ctx.encoder,
-            train.as_ref(),
-            &ti,
-            ctx.device,
-            c.extract_batch_size,
-        )?;
         let (qx, qy) = extract(
             ctx.encoder,
             test.as_ref(),
@@ -286,7 +363,7 @@ impl Evaluator for LinearProbeEval {
                 Ok(x)
             }
         };
-        let (tx, qx) = (l2(tx)?, l2(qx)?);
+        let qx = l2(qx)?;
         let stats = match c.per_class {
             Some(_) if c.standardize_on > 0 => {
                 let ui = subset(train.len(), Some(c.standardize_on), ctx.seed, "probe/stats");
@@ -301,13 +378,71 @@ impl Evaluator for LinearProbeEval {
             }
             _ => None,
         };
-        let probe =
-            LinearProbe::fit_standardized_by(&tx, &ty, classes, &c.probe(), stats.as_ref())?;
-        Ok(vec![(
-            "linear_probe/top1".into(),
-            probe.accuracy(&qx, &qy)?,
-        )])
+        let draws: Vec<Option<u64>> = match c.per_class {
+            Some(_) => (0..c.label_draws as u64)
+                .map(|d| Some(c.label_seed + d))
+                .collect(),
+            None => vec![None],
+        };
+        let mut accs = Vec::with_capacity(draws.len());
+        let mut decays = Vec::with_capacity(draws.len());
+        for seed in &draws {
+            let ti = match (c.per_class, seed) {
+                (Some(k), Some(seed)) => per_class_indices(train.as_ref(), k, *seed)?,
+                _ => subset(train.len(), c.train_limit, ctx.seed, "probe/train"),
+            };
+            let (tx, ty) = extract(
+                ctx.encoder,
+                train.as_ref(),
+                &ti,
+                ctx.device,
+                c.extract_batch_size,
+            )?;
+            let tx = l2(tx)?;
+            let mut cfg = c.probe();
+            if !c.weight_decay_grid.is_empty() {
+                cfg.weight_decay = LinearProbe::select_weight_decay(
+                    &tx,
+                    &ty,
+                    classes,
+                    &cfg,
+                    &c.weight_decay_grid,
+                    c.cv_folds,
+                    stats.as_ref(),
+                )?
+                .0;
+                decays.push(cfg.weight_decay);
+            }
+            let probe = LinearProbe::fit_standardized_by(&tx, &ty, classes, &cfg, stats.as_ref())?;
+            accs.push(probe.accuracy(&qx, &qy)?);
+        }
+        let mut out = draw_metrics("linear_probe", &draws, &accs);
+        if !decays.is_empty() {
+            // the chosen weight decays' geometric mean (one value per draw)
+            let log_mean =
+                decays.iter().map(|w| w.max(1e-12).ln()).sum::<f64>() / decays.len() as f64;
+            out.push(("linear_probe/weight_decay".into(), log_mean.exp()));
+        }
+        Ok(out)
     }
+}
+
+/// `{name}/top1` (the mean over the label draws) and, with more than one
+/// draw, `{name}/top1_sd` and each draw's `{name}/top1_seed{S}`.
+pub fn draw_metrics(name: &str, seeds: &[Option<u64>], accs: &[f64]) -> Vec<(String, f64)> {
+    let n = accs.len().max(1) as f64;
+    let mean = accs.iter().sum::<f64>() / n;
+    let mut out = vec![(format!("{name}/top1"), mean)];
+    if accs.len() > 1 {
+        let var = accs.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        out.push((format!("{name}/top1_sd"), var.sqrt()));
+        for (seed, a) in seeds.iter().zip(accs) {
+            if let Some(seed) = seed {
+                out.push((format!("{name}/top1_seed{seed}"), *a));
+            }
+        }
+    }
+    out
 }
 
 crate::register!(
@@ -321,6 +456,26 @@ crate::register!(
         }
         if c.per_class == Some(0) {
             return Err(p.error("per_class", "must be at least 1"));
+        }
+        if c.label_draws == 0 {
+            return Err(p.error("label_draws", "must be at least 1"));
+        }
+        if c.label_draws > 1 && c.per_class.is_none() {
+            return Err(p.error("label_draws", "needs per_class"));
+        }
+        if c.weight_decay_grid
+            .iter()
+            .any(|w| !w.is_finite() || *w < 0.0)
+        {
+            return Err(p.error("weight_decay_grid", "weight decays must be finite and >= 0"));
+        }
+        if !c.weight_decay_grid.is_empty()
+            && (c.cv_folds < 2 || c.per_class.is_some_and(|k| c.cv_folds > k))
+        {
+            return Err(p.error(
+                "cv_folds",
+                "must be at least 2 and at most per_class (each fold holds every class)",
+            ));
         }
         Ok(Box::new(LinearProbeEval(c)))
     }
@@ -360,5 +515,53 @@ mod tests {
         let acc = probe.accuracy(&noise, &ys).unwrap();
         assert!(acc < 0.6, "accuracy on noise {acc}");
         assert!(LinearProbe::fit(&x, &ys, 2, &ProbeConfig::default()).is_err());
+    }
+
+    #[test]
+    fn draw_metrics_report_the_mean_spread_and_each_draw() {
+        let one = draw_metrics("p", &[Some(0)], &[0.5]);
+        assert_eq!(one, vec![("p/top1".to_string(), 0.5)]);
+        let three = draw_metrics("p", &[Some(4), Some(5), Some(6)], &[0.6, 0.7, 0.8]);
+        let get = |k: &str| three.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+        assert!((get("p/top1").unwrap() - 0.7).abs() < 1e-12);
+        assert!((get("p/top1_sd").unwrap() - 0.1).abs() < 1e-12);
+        assert_eq!(get("p/top1_seed5"), Some(0.7));
+        assert_eq!(three.len(), 5);
+    }
+
+    #[test]
+    fn cross_validation_picks_the_weight_decay_that_generalises() {
+        // 4 classes x 10 examples: class c is shifted along axis c, the
+        // other 8 axes are noise
+        let mut rng = Rng::new(5);
+        let (n, d) = (40, 12);
+        let mut xs = Vec::new();
+        let mut ys = Vec::new();
+        for i in 0..n {
+            let c = i % 4;
+            for j in 0..d {
+                xs.push(rng.normal() + if j == c { 3.0 } else { 0.0 });
+            }
+            ys.push(c as i64);
+        }
+        let x = Tensor::from_vec(xs, (n, d), &Device::Cpu).unwrap();
+        let cfg = ProbeConfig::default();
+        let cv = |grid: &[f64]| {
+            LinearProbe::select_weight_decay(&x, &ys, 4, &cfg, grid, 5, None).unwrap()
+        };
+        // each candidate's held-out accuracy; the grid keeps the best one
+        let (a, b) = (cv(&[1e-4]).1, cv(&[50.0]).1);
+        assert!(a > 0.6, "held-out accuracy {a}");
+        assert!(a != b, "the two decays should differ here: {a} {b}");
+        let want = if a > b { 1e-4 } else { 50.0 };
+        assert_eq!(cv(&[1e-4, 50.0]), (want, a.max(b)));
+        assert_eq!(cv(&[50.0, 1e-4]), (want, a.max(b)));
+        // equal candidates tie: the larger one is kept
+        let (wd, _) =
+            LinearProbe::select_weight_decay(&x, &ys, 4, &cfg, &[0.5, 0.5 + 1e-9], 5, None)
+                .unwrap();
+        assert_eq!(wd, 0.5 + 1e-9);
+        assert!(LinearProbe::select_weight_decay(&x, &ys, 4, &cfg, &[0.1], 1, None).is_err());
+        assert!(LinearProbe::select_weight_decay(&x, &ys, 4, &cfg, &[], 5, None).is_err());
     }
 }
