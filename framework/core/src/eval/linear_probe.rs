@@ -194,19 +194,8 @@ impl LinearProbe {
                 if train.is_empty() || held.is_empty() {
                     continue;
                 }
-                let pick = |idx: &[usize]| -> Result<(Tensor, Vec<i64>)> {
-                    let ids = Tensor::from_vec(
-                        idx.iter().map(|&i| i as u32).collect::<Vec<_>>(),
-                        idx.len(),
-                        x.device(),
-                    )?;
-                    Ok((
-                        x.index_select(&ids, 0)?,
-                        idx.iter().map(|&i| labels[i]).collect(),
-                    ))
-                };
-                let (tx, ty) = pick(&train)?;
-                let (hx, hy) = pick(&held)?;
+                let (tx, ty) = select_rows(x, labels, &train)?;
+                let (hx, hy) = select_rows(x, labels, &held)?;
                 let probe =
                     LinearProbe::fit_standardized_by(&tx, &ty, num_classes, &cfg, unlabeled)?;
                 hits += probe.accuracy(&hx, &hy)? * held.len() as f64;
@@ -425,6 +414,20 @@ impl Evaluator for LinearProbeEval {
         }
         Ok(out)
     }
+}
+
+/// The rows `idx` of features `x [N, D]` and their labels (a fold of a
+/// cross-validation).
+pub fn select_rows(x: &Tensor, labels: &[i64], idx: &[usize]) -> Result<(Tensor, Vec<i64>)> {
+    let ids = Tensor::from_vec(
+        idx.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+        idx.len(),
+        x.device(),
+    )?;
+    Ok((
+        x.index_select(&ids, 0)?,
+        idx.iter().map(|&i| labels[i]).collect(),
+    ))
 }
 
 /// `{name}/top1` (the mean over the label draws) and, with more than one

@@ -6,7 +6,7 @@
 
 use parallax_core::data::BuildCtx;
 use parallax_core::error::{Error, Result};
-use parallax_core::eval::linear_probe::{LinearProbe, ProbeConfig};
+use parallax_core::eval::linear_probe::{select_rows, LinearProbe, ProbeConfig};
 use parallax_core::eval::{EvalCtx, Evaluator};
 use parallax_core::rng::Rng;
 use serde::Deserialize;
@@ -95,19 +95,8 @@ impl Evaluator for TextProbe {
                 .filter(|(i, _)| i % k != f)
                 .map(|(_, &j)| j)
                 .collect();
-            let pick = |idx: &[usize]| -> Result<(candle_core::Tensor, Vec<i64>)> {
-                let ids = candle_core::Tensor::from_vec(
-                    idx.iter().map(|&i| i as u32).collect::<Vec<_>>(),
-                    idx.len(),
-                    x.device(),
-                )?;
-                Ok((
-                    x.index_select(&ids, 0)?,
-                    idx.iter().map(|&i| self.labels[i]).collect(),
-                ))
-            };
-            let (tx, ty) = pick(&train)?;
-            let (qx, qy) = pick(&test)?;
+            let (tx, ty) = select_rows(&x, &self.labels, &train)?;
+            let (qx, qy) = select_rows(&x, &self.labels, &test)?;
             let probe = LinearProbe::fit(
                 &tx,
                 &ty,
