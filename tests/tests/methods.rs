@@ -265,7 +265,8 @@ cutmix_alpha = 1.0
             "--set",
             "train.epochs=3",
             "--set",
-            "eval=[{name=\"linear_probe\", per_class=4, epochs=5, label_draws=3}]",
+            "eval=[{name=\"linear_probe\", per_class=4, epochs=5, label_draws=3, \
+             weight_decay_grid=[0.0001, 1.0], cv_folds=2}]",
         ],
     );
     // 10 classes x 4 = 40 images, 5 steps of 8 per epoch
@@ -293,6 +294,19 @@ cutmix_alpha = 1.0
         draws.iter().any(|&a| a != draws[0]),
         "different labelled images give different probes: {draws:?}"
     );
+    // the weight decay chosen for each draw by cross-validation (their
+    // geometric mean) is within the grid
+    let wd = get("linear_probe/weight_decay");
+    assert!((1e-4 - 1e-12..=1.0 + 1e-12).contains(&wd), "{results}");
+    let err = fails(&parallax(&[
+        "train",
+        r.to_str().unwrap(),
+        "--out",
+        dir.path().join("z").to_str().unwrap(),
+        "--set",
+        "eval=[{name=\"linear_probe\", per_class=4, weight_decay_grid=[0.1], cv_folds=5}]",
+    ]));
+    assert!(err.contains("cv_folds"), "{err}");
     let err = fails(&parallax(&[
         "train",
         r.to_str().unwrap(),
