@@ -108,6 +108,7 @@ impl Optimizer for AdamW {
             out.insert(format!("adam.v/{}", slot.name), or_zeros(&self.v[i])?);
             out.insert(format!("adam.t/{}", slot.name), count_tensor(self.t[i])?);
         }
+        super::master_state(&self.slots, &mut out);
         Ok(out)
     }
 
@@ -133,6 +134,7 @@ impl Optimizer for AdamW {
             ts.push(t);
             expected.extend(keys);
         }
+        super::load_master_state(&self.slots, state, &mut expected)?;
         check_no_unexpected(state, &expected)?;
         self.m = ms;
         self.v = vs;

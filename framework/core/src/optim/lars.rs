@@ -119,6 +119,7 @@ impl Optimizer for Lars {
             };
             out.insert(format!("momentum/{}", slot.name), b);
         }
+        super::master_state(&self.slots, &mut out);
         Ok(out)
     }
 
@@ -130,6 +131,7 @@ impl Optimizer for Lars {
             buffers.push(Some(load_tensor(state, &key, slot)?));
             expected.insert(key);
         }
+        super::load_master_state(&self.slots, state, &mut expected)?;
         check_no_unexpected(state, &expected)?;
         self.buffers = buffers;
         Ok(())

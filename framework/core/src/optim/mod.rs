@@ -33,6 +33,7 @@ use crate::recipe::Params;
 pub mod adamw;
 pub mod clip;
 pub mod lars;
+pub mod precision;
 pub mod schedule;
 pub mod sgd;
 
@@ -471,13 +472,16 @@ pub fn build(spec: &OptimizerSpec, groups: Vec<ParamGroup>) -> Result<Box<dyn Op
 // ---------------------------------------------------------------------------
 // Shared helpers of the optimizers.
 
-/// One variable with the settings of its group.
+/// One variable with the settings of its group, and for a half-precision
+/// variable its f32 master copy ([`precision`]): the update reads and
+/// writes the master, the variable gets the master rounded to its dtype.
 #[derive(Clone)]
 pub(crate) struct Slot {
     pub name: String,
     pub var: Var,
     pub weight_decay: f64,
     pub lars_adapt: bool,
+    pub master: Option<Var>,
 }
 
 impl Slot {
@@ -490,9 +494,13 @@ impl Slot {
         }
     }
 
-    /// The variable's value (detached) in the compute dtype.
+    /// The variable's value (detached) in the compute dtype: the master
+    /// copy of a half-precision variable.
     pub fn value(&self) -> Result<Tensor> {
-        Ok(self.var.as_detached_tensor().to_dtype(self.dtype())?)
+        Ok(match &self.master {
+            Some(m) => m.as_detached_tensor(),
+            None => self.var.as_detached_tensor().to_dtype(self.dtype())?,
+        })
     }
 
     /// The variable's gradient (detached) in the compute dtype, if any.
@@ -513,8 +521,12 @@ impl Slot {
         }
     }
 
-    /// Writes `value` (compute dtype) into the variable.
+    /// Writes `value` (compute dtype) into the master copy, if any, and
+    /// into the variable.
     pub fn set(&self, value: &Tensor) -> Result<()> {
+        if let Some(m) = &self.master {
+            m.set(value)?;
+        }
         self.var.set(&value.to_dtype(self.var.dtype())?)?;
         Ok(())
     }
@@ -527,6 +539,37 @@ impl Slot {
             self.var.device(),
         )?)
     }
+}
+
+/// The master copies of `slots` as checkpoint entries `master/<name>`.
+pub(crate) fn master_state(slots: &[Slot], out: &mut BTreeMap<String, Tensor>) {
+    for s in slots {
+        if let Some(m) = &s.master {
+            out.insert(format!("master/{}", s.name), m.as_detached_tensor());
+        }
+    }
+}
+
+/// Restores the master copies of `slots` from `state` (and rounds them into
+/// the variables), adding their keys to `expected`. Without a master entry
+/// (a checkpoint written in f32) the master is taken from the variable,
+/// which the caller has loaded.
+pub(crate) fn load_master_state(
+    slots: &[Slot],
+    state: &HashMap<String, Tensor>,
+    expected: &mut HashSet<String>,
+) -> Result<()> {
+    for s in slots.iter().filter(|s| s.master.is_some()) {
+        let key = format!("master/{}", s.name);
+        if state.contains_key(&key) {
+            let t = load_tensor(state, &key, s)?;
+            s.set(&t)?;
+            expected.insert(key);
+        } else if let Some(m) = &s.master {
+            m.set(&s.var.as_detached_tensor().to_dtype(DType::F32)?)?;
+        }
+    }
+    Ok(())
 }
 
 /// Flattens `groups` into slots; a variable in two groups (or twice in one)
@@ -557,11 +600,18 @@ pub(crate) fn slots(groups: Vec<ParamGroup>, optimizer: &str) -> Result<Vec<Slot
                     format!("variable `{name}` is in more than one parameter group"),
                 ));
             }
+            let master = match var.dtype() {
+                DType::F16 | DType::BF16 => Some(Var::from_tensor(
+                    &var.as_detached_tensor().to_dtype(DType::F32)?,
+                )?),
+                _ => None,
+            };
             out.push(Slot {
                 name,
                 var,
                 weight_decay: g.weight_decay,
                 lars_adapt: g.lars_adapt,
+                master,
             });
         }
     }

@@ -114,6 +114,7 @@ impl Optimizer for Sgd {
             }
             out.insert(format!("sgd.t/{}", slot.name), count_tensor(self.steps[i])?);
         }
+        super::master_state(&self.slots, &mut out);
         Ok(out)
     }
 
@@ -135,6 +136,7 @@ impl Optimizer for Sgd {
             }
             steps.push(t);
         }
+        super::load_master_state(&self.slots, state, &mut expected)?;
         check_no_unexpected(state, &expected)?;
         self.buffers = buffers;
         self.steps = steps;
