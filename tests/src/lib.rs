@@ -85,3 +85,60 @@ pub fn fails(o: &Output) -> String {
 pub fn tiny_recipe() -> String {
     root().join("tests/recipes/tiny.toml").display().to_string()
 }
+
+/// The recipes under `recipes/` and `recipes/label-efficiency/` that train
+/// without downloads (text recipes that name a `pretrained` model have
+/// their own tests), sorted.
+pub fn offline_recipes() -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for dir in ["recipes", "recipes/label-efficiency"] {
+        paths.extend(
+            std::fs::read_dir(root().join(dir))
+                .expect("recipes folder")
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .filter(|p| {
+                    !std::fs::read_to_string(p)
+                        .unwrap_or_default()
+                        .contains("pretrained")
+                }),
+        );
+    }
+    paths.sort();
+    paths
+}
+
+/// Trains every [`offline_recipes`] recipe into `dir` for `steps` steps with
+/// batches of 16 and no evaluators, plus `extra` flags, asserting success;
+/// returns `(recipe stem, run directory)` for each.
+pub fn train_offline_recipes(dir: &Path, steps: u64, extra: &[&str]) -> Vec<(String, PathBuf)> {
+    let steps = steps.to_string();
+    offline_recipes()
+        .into_iter()
+        .enumerate()
+        .map(|(n, p)| {
+            let name = p
+                .file_stem()
+                .expect("file name")
+                .to_string_lossy()
+                .to_string();
+            let out = dir.join(format!("{n}-{name}"));
+            let mut args = vec![
+                "train",
+                p.to_str().expect("utf-8 path"),
+                "--out",
+                out.to_str().expect("utf-8 path"),
+                "--max-steps",
+                steps.as_str(),
+                "--set",
+                "eval=[]",
+                "--set",
+                "train.batch_size=16",
+            ];
+            args.extend_from_slice(extra);
+            ok(&parallax(&args));
+            (name, out)
+        })
+        .collect()
+}

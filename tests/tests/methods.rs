@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use parallax_tests::{fails, ok, parallax, root};
+use parallax_tests::{fails, ok, parallax, root, train_offline_recipes};
 
 const BASE: &str = r#"
 seed = 3
@@ -381,49 +381,24 @@ limit = 64
             "{k} changed by the evaluators"
         );
     }
+    // with a bf16 encoder, fine-tuning starts an f32 copy from its weights
+    let half = dir.path().join("bf16");
+    train(
+        &r,
+        &half,
+        &["--max-steps", "2", "--set", "train.precision=\"bf16\""],
+    );
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(half.join("results.json")).unwrap()).unwrap();
+    let ft = results["final"]["finetune/top1"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&ft), "{results}");
 }
 
 #[test]
 fn every_recipe_builds_and_trains_a_step() {
     let dir = tempfile::tempdir().unwrap();
-    let mut n = 0;
-    let mut paths: Vec<PathBuf> = Vec::new();
-    for dir in ["recipes", "recipes/label-efficiency"] {
-        paths.extend(
-            std::fs::read_dir(root().join(dir))
-                .unwrap()
-                .flatten()
-                .map(|e| e.path()),
-        );
-    }
-    for p in paths {
-        if p.extension().is_none_or(|e| e != "toml") {
-            continue;
-        }
-        let name = p.file_stem().unwrap().to_string_lossy().to_string();
-        // text recipes need MiniLM; they have their own tests
-        let text = std::fs::read_to_string(&p).unwrap();
-        if text.contains("pretrained") {
-            continue;
-        }
-        let out = dir.path().join(format!("{n}-{name}"));
-        ok(&parallax(&[
-            "train",
-            p.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--max-steps",
-            "1",
-            "--set",
-            "eval=[]",
-            "--set",
-            "train.batch_size=16",
-            "--set",
-            "train.log_every=1",
-        ]));
-        n += 1;
-    }
-    assert!(n >= 15, "only {n} recipes ran");
+    let runs = train_offline_recipes(dir.path(), 1, &["--set", "train.log_every=1"]);
+    assert!(runs.len() >= 15, "only {} recipes ran", runs.len());
 }
 
 #[test]

@@ -6,7 +6,8 @@
 //! `../shared/bench/reference/simclr_step.py` runs in PyTorch + lightly. One
 //! step is what the trainer does: the method's forward on every view, the
 //! loss's backward and the optimizer's update. Prints one JSON line,
-//! `{"impl":"parallax","batch":..,"step_s":..,"images_per_s":..,"peak_rss_mib":..}`,
+//! `{"impl":"parallax","batch":..,"step_s":..,"images_per_s":..,"peak_rss_mib":..}`
+//! (with the recipe's `train.precision`, which `--set` changes),
 //! where `step_s` is the mean over `steps` timed steps after `warmup` untimed
 //! ones, `images_per_s` is `batch / step_s` (the views of an image count
 //! once) and `peak_rss_mib` the process's peak resident memory; `forward_s`,
@@ -20,6 +21,7 @@ use anyhow::{bail, ensure, Context, Result};
 use candle_core::DType;
 use parallax_core::batch::Batch;
 use parallax_core::nn::encoder::ForwardCtx;
+use parallax_core::optim::precision::LossScaler;
 use parallax_core::recipe::Recipe;
 use parallax_core::rng::Rng;
 use parallax_core::trainer::Experiment;
@@ -63,7 +65,13 @@ pub fn run(a: &TrainStepArgs) -> Result<()> {
         bail!("bench train-step needs an image data source (the recipe's has no image shape)")
     };
     let spec = optim::parse(&recipe.optimizer.name, &recipe.optimizer.params)?;
-    let mut opt = optim::build(&spec, optim::param_groups(exp.trainable_vars(), &spec))?;
+    let vars = exp.trainable_vars();
+    let train_vars: Vec<_> = vars.iter().map(|(_, v)| v.clone()).collect();
+    let mut opt = optim::build(&spec, optim::param_groups(vars, &spec))?;
+    // `--set train.precision="bf16"`: as the trainer, the loss scaled (f16)
+    // and the gradients in f32 for the master weights
+    let precision = recipe.train.precision;
+    let scaler = LossScaler::new(precision);
     // Random images, one tensor per view, drawn once (as the reference does).
     let mut rng = Rng::new(recipe.seed);
     let views = (0..exp.method.num_views())
@@ -81,7 +89,8 @@ pub fn run(a: &TrainStepArgs) -> Result<()> {
         let mut ctx = ForwardCtx::train(Rng::derive(recipe.seed, "step", &[i as u64]));
         let out = exp.method.step(&views, &mut ctx)?;
         let t1 = Instant::now();
-        let grads = out.loss.backward()?;
+        let mut grads = scaler.scale_loss(&out.loss)?.backward()?;
+        scaler.unscale(&mut grads, &train_vars)?;
         let t2 = Instant::now();
         opt.step(&grads, spec.lr)?;
         exp.method.after_step(&parallax_core::methods::StepInfo {
@@ -116,6 +125,7 @@ pub fn run(a: &TrainStepArgs) -> Result<()> {
         "impl": "parallax",
         "recipe": recipe.name,
         "device": format!("{dev:?}"),
+        "precision": precision,
         "threads": threads,
         "batch": a.batch,
         "step_s": (step_s * 1e4).round() / 1e4,

@@ -293,6 +293,10 @@ pub struct TrainConfig {
     pub labels_per_class: Option<usize>,
     /// The seed that picks the `labels_per_class` examples: 0.
     pub label_seed: u64,
+    /// The dtype the encoder computes in: `f32` (default), `bf16` or `f16`
+    /// (mixed precision with f32 master weights, f16 with dynamic loss
+    /// scaling; Micikevicius et al. 2018). Heads and losses stay in f32.
+    pub precision: crate::optim::precision::Precision,
 }
 
 impl Default for TrainConfig {
@@ -312,6 +316,7 @@ impl Default for TrainConfig {
             drop_last: true,
             labels_per_class: None,
             label_seed: 0,
+            precision: crate::optim::precision::Precision::F32,
         }
     }
 }

@@ -21,8 +21,10 @@ use crate::eval::{EvalCtx, Evaluator};
 use crate::logging::grid::image_grid;
 use crate::logging::{Logger, RunInfo};
 use crate::methods::{Method, MethodCtx, StepInfo};
+use crate::nn::cast::CastEncoder;
 use crate::nn::encoder::{EncoderCtx, ForwardCtx};
 use crate::nn::init::VarStore;
+use crate::optim::precision::LossScaler;
 use crate::optim::{self, clip};
 use crate::recipe::Recipe;
 use crate::registry;
@@ -92,11 +94,19 @@ impl Experiment {
         let views = (registry::views(&views_spec.name)?.build)(&views_spec.params, &ctx)?;
         let store = VarStore::new(recipe.seed);
         let vb = store.var_builder(DType::F32, &device);
+        // mixed precision: the encoder's variables in the compute dtype
+        // (the optimizer keeps f32 masters), f32 at its interface
+        let precision = recipe.train.precision;
         let encoder = (registry::encoder(&recipe.encoder.name)?.build)(
             &recipe.encoder.params,
             &EncoderCtx { meta: meta.clone() },
-            vb.pp("encoder"),
+            store.var_builder(precision.dtype(), &device).pp("encoder"),
         )?;
+        let encoder: Box<dyn crate::nn::encoder::Encoder> = if precision.is_mixed() {
+            Box::new(CastEncoder::new(encoder, precision.dtype()))
+        } else {
+            encoder
+        };
         let loss = match &recipe.loss {
             Some(l) => Some((registry::loss(&l.name)?.build)(&l.params)?),
             None => None,
@@ -230,6 +240,7 @@ fn log_all(
 fn save_checkpoint(
     exp: &Experiment,
     opt: &dyn optim::Optimizer,
+    scaler: &LossScaler,
     recipe: &Recipe,
     step: u64,
     dir: &Path,
@@ -240,11 +251,13 @@ fn save_checkpoint(
         name: recipe.name.clone(),
         format: 1,
     };
+    let mut optim_state = opt.state()?;
+    optim_state.extend(scaler.state()?);
     checkpoint::save(
         &dir.join(CHECKPOINT),
         &meta,
         &exp.store.tensors(),
-        &opt.state()?,
+        &optim_state,
         &exp.method.state()?,
     )
 }
@@ -315,6 +328,7 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
     let spec = optim::parse(&recipe.optimizer.name, &recipe.optimizer.params)?;
     let groups = optim::param_groups(trainable.clone(), &spec);
     let mut opt = optim::build(&spec, groups)?;
+    let mut scaler = LossScaler::new(recipe.train.precision);
     let train_vars: Vec<Var> = trainable.iter().map(|(_, v)| v.clone()).collect();
 
     let tc = &recipe.train;
@@ -360,7 +374,9 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
                 path: ck_path.display().to_string(),
                 message: e.to_string(),
             })?;
-        opt.load_state(&ck.optim)?;
+        let mut optim_state = ck.optim;
+        scaler.take_state(&mut optim_state)?;
+        opt.load_state(&optim_state)?;
         exp.method.load_state(&ck.method)?;
         step = ck.meta.step;
     }
@@ -411,6 +427,7 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
     let mut interval_examples = 0usize;
     let mut data_wait = 0.0f64;
     let mut collapse_warned = false;
+    let mut skipped_steps = 0u64;
     let mut epoch = step / steps_per_epoch;
     // wall-clock time of the training loop (evaluations between epochs
     // excluded), reported in results.json as `train_seconds`
@@ -471,11 +488,14 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
                     )));
                 }
                 step_loss += value / tc.accumulate as f64;
-                let g = if tc.accumulate > 1 {
-                    (out.loss / tc.accumulate as f64)?.backward()?
+                let loss = if tc.accumulate > 1 {
+                    (out.loss / tc.accumulate as f64)?
                 } else {
-                    out.loss.backward()?
+                    out.loss
                 };
+                let mut g = scaler.scale_loss(&loss)?.backward()?;
+                // mixed precision: f32, unscaled gradients from here on
+                scaler.unscale(&mut g, &train_vars)?;
                 match grads.as_mut() {
                     None => grads = Some(g),
                     Some(acc) => clip::accumulate(acc, &g, &train_vars)?,
@@ -489,11 +509,23 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
             };
             let grad_norm = match tc.grad_clip {
                 Some(max) => clip::clip_grad_norm(&mut grads, &train_vars, max)?,
-                None if (step + 1) % tc.log_every == 0 => clip::grad_norm(&grads, &train_vars)?,
+                None if (step + 1) % tc.log_every == 0 || scaler.checks_overflow() => {
+                    clip::grad_norm(&grads, &train_vars)?
+                }
                 None => f64::NAN,
             };
             let lr = schedule.lr_at(step);
-            opt.step(&grads, lr)?;
+            if scaler.update(grad_norm) {
+                opt.step(&grads, lr)?;
+            } else {
+                skipped_steps += 1;
+                let msg = format!(
+                    "f16 gradients overflowed at step {}: the step is skipped, the loss scale is now {}",
+                    step + 1,
+                    scaler.scale()
+                );
+                log_all(&mut loggers, |l| l.message(step + 1, &msg))?;
+            }
             step += 1;
             exp.method.after_step(&StepInfo { step, total_steps })?;
             last_loss = step_loss;
@@ -522,6 +554,10 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
                 ];
                 if grad_norm.is_finite() {
                     s.push(("train/grad_norm".to_string(), grad_norm));
+                }
+                if scaler.checks_overflow() {
+                    s.push(("train/loss_scale".to_string(), scaler.scale()));
+                    s.push(("train/skipped_steps".to_string(), skipped_steps as f64));
                 }
                 if let Some(e) = &embeddings {
                     let sp = spread(e)?;
@@ -560,7 +596,7 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
                 }
             }
             if step % tc.checkpoint_every == 0 && step < stop_at {
-                save_checkpoint(&exp, opt.as_ref(), recipe, step, &run_dir)?;
+                save_checkpoint(&exp, opt.as_ref(), &scaler, recipe, step, &run_dir)?;
             }
         }
         drop(batches);
@@ -577,7 +613,7 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
         loop_start = Instant::now();
     }
     train_seconds += loop_start.elapsed().as_secs_f64();
-    save_checkpoint(&exp, opt.as_ref(), recipe, step, &run_dir)?;
+    save_checkpoint(&exp, opt.as_ref(), &scaler, recipe, step, &run_dir)?;
     let mut metrics = vec![("train/loss".to_string(), last_loss)];
     if !exp.evaluators.is_empty() {
         let m = exp.evaluate(recipe, None)?;

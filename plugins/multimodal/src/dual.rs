@@ -225,7 +225,14 @@ impl DualEncoder {
     ) -> Result<Self> {
         let visual_projection = projection(vb, "visual_projection", image.output_dim(), embed_dim)?;
         let text_projection = projection(vb, "text_projection", text.output_dim(), embed_dim)?;
-        let logit_scale = vb.get_with_hints(1, "logit_scale", Init::Const(logit_scale_init))?;
+        // f32 even when the towers compute in bf16/f16: the method clamps it
+        // in place, which an optimizer's f32 master copy would undo
+        let logit_scale = vb.get_with_hints_dtype(
+            1,
+            "logit_scale",
+            Init::Const(logit_scale_init),
+            candle_core::DType::F32,
+        )?;
         Ok(DualEncoder {
             image,
             text,

@@ -41,9 +41,18 @@ impl InputNorm {
         Ok(InputNorm { mean, inv_std })
     }
 
-    /// Normalises `x: [B, C, H, W]`.
+    /// Normalises `x: [B, C, H, W]`, in `x`'s dtype (bf16/f16 under mixed
+    /// precision).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.broadcast_sub(&self.mean)?.broadcast_mul(&self.inv_std)?)
+        let (mean, inv_std) = if x.dtype() == self.mean.dtype() {
+            (self.mean.clone(), self.inv_std.clone())
+        } else {
+            (
+                self.mean.to_dtype(x.dtype())?,
+                self.inv_std.to_dtype(x.dtype())?,
+            )
+        };
+        Ok(x.broadcast_sub(&mean)?.broadcast_mul(&inv_std)?)
     }
 }
 

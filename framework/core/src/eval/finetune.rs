@@ -120,7 +120,7 @@ impl Evaluator for Finetune {
                     "finetune: the trained run has no variable `{name}`"
                 ))
             })?;
-            var.set(src.as_tensor())?;
+            var.set(&src.as_tensor().to_dtype(var.dtype())?)?;
         }
         // the head sees features standardised with the statistics of the
         // starting encoder on the labelled examples (as the linear probe

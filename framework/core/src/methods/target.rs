@@ -92,7 +92,9 @@ impl TargetNetwork {
                     online.dims()
                 )));
             }
-            target.set(online.as_tensor())?;
+            // the online encoder may compute in bf16/f16 (mixed precision);
+            // the target keeps f32, so that small EMA steps do not round away
+            target.set(&online.as_tensor().to_dtype(target.dtype())?)?;
             pairs.push((online, target));
         }
         if pairs.is_empty() {
@@ -105,7 +107,8 @@ impl TargetNetwork {
     pub fn update(&self, m: f64) -> Result<()> {
         for (online, target) in &self.pairs {
             let t = target.as_tensor();
-            let new = ((t * m)? + (online.as_tensor().detach() * (1.0 - m))?)?;
+            let o = online.as_tensor().detach().to_dtype(t.dtype())?;
+            let new = ((t * m)? + (o * (1.0 - m))?)?;
             target.set(&new)?;
         }
         Ok(())

@@ -2,6 +2,7 @@
 //! traits, heads described as data, the seeded variable store.
 
 pub mod batch_norm;
+pub mod cast;
 pub mod dino_head;
 pub mod encoder;
 pub mod heads;

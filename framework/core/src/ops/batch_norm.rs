@@ -22,7 +22,7 @@ use super::{
     contiguous_slice, kernel_supported, par_init, simd, split_ranges, sum_lanes, sum_pairs, Real,
 };
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 use std::sync::{Arc, OnceLock};
@@ -581,6 +581,19 @@ fn train(
     relu: bool,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let c = check_params(x, weight, bias)?;
+    if matches!(x.dtype(), DType::BF16 | DType::F16) {
+        // mixed precision: the statistics in f32 (as PyTorch's autocast
+        // does), the output and statistics rounded back
+        let (h, f) = (x.dtype(), DType::F32);
+        let (y, mean, var) = train(
+            &x.to_dtype(f)?,
+            &weight.to_dtype(f)?,
+            &bias.to_dtype(f)?,
+            eps,
+            relu,
+        )?;
+        return Ok((y.to_dtype(h)?, mean.to_dtype(h)?, var.to_dtype(h)?));
+    }
     if !kernel_supported(x) {
         return batch_norm_train_composite(x, weight, bias, eps, relu);
     }

@@ -34,7 +34,9 @@
 //! [`Im2col`] op, whose backward is [`Col2im`], then `matmul`): kept to
 //! compare with, and for higher-order gradients.
 
-use super::{contiguous_slice, kernel_supported, par_init, simd, split_ranges, Real};
+use super::{
+    contiguous_slice, cpu_half, kernel_supported, pad_to, par_init, simd, split_ranges, Real,
+};
 use candle_core::backend::BackendStorage;
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor,
@@ -1389,30 +1391,62 @@ fn check_conv(x: &Tensor, w: &Tensor, cfg: &Conv2dConfig) -> Result<ConvGeometry
     Conv2d { config: *cfg }.geometry(x.dims(), w.dims())
 }
 
-/// Candle's `Tensor::conv2d` for devices and dtypes without a kernel; it
-/// takes one stride, padding and dilation for both axes.
-fn candle_conv2d(x: &Tensor, w: &Tensor, cfg: &Conv2dConfig) -> Result<Tensor> {
+/// [`conv2d_with`] from Candle's own ops, right on every device and dtype:
+/// the path for tensors without a kernel (CUDA, half precision off the
+/// CPU), public so that the gradient checks can run it on the CPU in f64.
+///
+/// Candle's conv2d backward derives the transposed convolution's output
+/// padding from the height alone, so its input gradient is wrong (or fails)
+/// when the rows and columns left over by the stride differ
+/// (`candle_defect_conv2d_backward_on_non_square_input`). Here each axis is
+/// padded explicitly and cut to the extent the windows cover, so that no
+/// row or column is left over and Candle's convolution runs with padding 0,
+/// where its backward is right; the rows and columns no window reads get a
+/// zero gradient through the cut. Candle takes one stride and one dilation
+/// for both axes: an axis with a single output position takes the other
+/// axis's stride, and one with a single tap the other's dilation (both
+/// change nothing); other per-axis strides or dilations are an error.
+pub fn conv2d_composite(x: &Tensor, w: &Tensor, cfg: &Conv2dConfig) -> Result<Tensor> {
+    let g = check_conv(x, w, cfg)?;
+    let (_, _, kh, kw) = w.dims4()?;
     let Conv2dConfig {
-        stride,
-        padding,
-        dilation,
+        stride: (mut sh, mut sw),
+        padding: (ph, pw),
+        dilation: (mut dh, mut dw),
         groups,
     } = *cfg;
-    if stride.0 != stride.1 || padding.0 != padding.1 || dilation.0 != dilation.1 {
+    if sh != sw {
+        if g.ho == 1 {
+            sh = sw;
+        } else if g.wo == 1 {
+            sw = sh;
+        }
+    }
+    if dh != dw {
+        if kh == 1 {
+            dh = dw;
+        } else if kw == 1 {
+            dw = dh;
+        }
+    }
+    if sh != sw || dh != dw {
         bail!(
-            "conv2d: per-axis stride/padding/dilation {cfg:?} need a CPU f32/f64 tensor \
+            "conv2d: per-axis stride or dilation {cfg:?} needs a CPU f32/f64 tensor \
              (Candle's conv2d on {:?} {:?} takes one value for both axes)",
             x.device().location(),
             x.dtype()
         )
     }
-    x.conv2d(w, padding.0, stride.0, dilation.0, groups)
+    // the extent `out` windows read: (out − 1)·stride + dilation·(k − 1) + 1
+    let x = pad_to(x, 2, ph, (g.ho - 1) * sh + dh * (kh - 1) + 1, 0.0)?;
+    let x = pad_to(&x, 3, pw, (g.wo - 1) * sw + dw * (kw - 1) + 1, 0.0)?;
+    x.conv2d(w, 0, sh, dh, groups)
 }
 
 /// 2-D convolution without bias, `x: [B,C,H,W]`, `w: [O,C,kh,kw]`, with the
 /// same `stride` and zero `padding` on both axes: returns a contiguous
 /// `[B,O,Ho,Wo]`. Differentiable (first order) in `x` and `w`. On devices or
-/// dtypes without a kernel it falls back to [`Tensor::conv2d`]. See
+/// dtypes without a kernel it falls back to [`conv2d_composite`]. See
 /// [`conv2d_with`] for per-axis settings, dilation and groups.
 pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
     conv2d_with(x, w, &Conv2dConfig::square(stride, padding))
@@ -1422,13 +1456,18 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<T
 /// with per-axis stride, padding and dilation and channel groups: returns a
 /// contiguous `[B,O,Ho,Wo]`, `Ho = (H + 2·ph − dh·(kh−1) − 1)/sh + 1` (and
 /// so for `Wo`). Differentiable (first order) in `x` and `w`. On devices or
-/// dtypes without a kernel it falls back to [`Tensor::conv2d`], which only
-/// takes the same value on both axes (other configurations are an error
-/// there).
+/// dtypes without a kernel it falls back to [`conv2d_composite`] (Candle's
+/// conv2d made exact), which takes one stride and one dilation for both
+/// axes (other configurations are an error there).
 pub fn conv2d_with(x: &Tensor, w: &Tensor, cfg: &Conv2dConfig) -> Result<Tensor> {
     check_conv(x, w, cfg)?;
+    if cpu_half(x) {
+        // mixed precision on the CPU: the f32 kernel, rounded back
+        let f = DType::F32;
+        return conv2d_with(&x.to_dtype(f)?, &w.to_dtype(f)?, cfg)?.to_dtype(x.dtype());
+    }
     if !kernel_supported(x) {
-        return candle_conv2d(x, w, cfg);
+        return conv2d_composite(x, w, cfg);
     }
     x.contiguous()?
         .apply_op2(&w.contiguous()?, Conv2d { config: *cfg })
@@ -1446,7 +1485,7 @@ pub fn conv2d_unfused(
 ) -> Result<Tensor> {
     check_conv(x, w, cfg)?;
     if !kernel_supported(x) {
-        return candle_conv2d(x, w, cfg);
+        return conv2d_composite(x, w, cfg);
     }
     if cfg.groups > 1 {
         let (cg, og) = (w.dim(1)?, w.dim(0)? / cfg.groups);

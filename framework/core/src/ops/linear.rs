@@ -15,15 +15,22 @@
 //! The fixes are small, so these are plain functions of Candle ops (no
 //! custom kernel): [`matmul`] makes `lhs` contiguous in the one bad case, and
 //! [`linear`] flattens the leading dimensions into rows (copying a
-//! non-contiguous input once) and does a single 2-D product.
+//! non-contiguous input once) and does a single 2-D product. Half-precision
+//! CPU tensors are multiplied in f32 and rounded back (`ops::cpu_half`).
 
-use candle_core::{bail, Module, Result, Tensor, D};
+use candle_core::{bail, DType, Module, Result, Tensor, D};
+
+use super::cpu_half;
 use candle_nn::VarBuilder;
 
 /// `a.matmul(b)` (same rank, matching batch dimensions), made contiguous
 /// first where Candle's CPU matmul would fold a non-row-major `a` against a
 /// broadcast `b` (see the module documentation). Differentiable.
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if cpu_half(a) && a.dtype() == b.dtype() {
+        let f = DType::F32;
+        return matmul(&a.to_dtype(f)?, &b.to_dtype(f)?)?.to_dtype(a.dtype());
+    }
     let rank = a.rank();
     let broadcast_rhs = rank > 2 && b.stride()[..b.rank().saturating_sub(2)].contains(&0);
     if broadcast_rhs && !a.is_contiguous() {
@@ -48,6 +55,11 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
         if b.dims() != [out_dim] {
             bail!("linear: bias must be [{out_dim}], got {:?}", b.dims())
         }
+    }
+    if cpu_half(x) && x.dtype() == weight.dtype() {
+        let f = DType::F32;
+        let b = bias.map(|b| b.to_dtype(f)).transpose()?;
+        return linear(&x.to_dtype(f)?, &weight.to_dtype(f)?, b.as_ref())?.to_dtype(x.dtype());
     }
     let wt = weight.t()?;
     let y = match x.rank() {

@@ -29,9 +29,23 @@
 //! - [`dropout::dropout`]: inverted dropout with a mask from the seeded
 //!   [`crate::rng::Rng`] (Candle's RNG cannot be seeded).
 //!
-//! The kernels run on CPU tensors of dtype f32 or f64; other devices and
-//! dtypes fall back to Candle's own ops, so the functions can be called
-//! unconditionally. Work runs on the rayon global pool (as Candle's GEMM
+//! The kernels run on CPU tensors of dtype f32 or f64, so the functions can
+//! be called unconditionally:
+//!
+//! - bf16/f16 CPU tensors (mixed precision) are computed in f32 by the
+//!   kernels and rounded back (`cpu_half`); batch norm and softmax compute
+//!   16-bit inputs in f32 on every device.
+//! - Other devices (CUDA) run Candle's own ops where they are right, and
+//!   where they are not, compositions of Candle ops that are:
+//!   [`conv2d::conv2d_composite`] (explicit padding and a cut to the
+//!   extent the windows read, so that Candle's conv2d backward runs where
+//!   it is right), [`pool::max_pool2d_composite`] /
+//!   [`pool::avg_pool2d_composite`] (strided views and a reduction), the
+//!   composite norms, and [`linear`]'s contiguous copy. The composites are
+//!   gradient-checked on the CPU in f64 (`tests/gradcheck_conv.rs`) and
+//!   compared with the CPU kernels on a GPU by `tests/cuda_ops.rs`.
+//!
+//! Work runs on the rayon global pool (as Candle's GEMM
 //! does); the reductions are split in chunks that depend only on the shape,
 //! so they do not change with the number of threads. The hot loops are
 //! compiled for AVX2 as well and picked at run time, since the
@@ -55,6 +69,59 @@ use std::mem::MaybeUninit;
 pub(crate) trait Real: WithDType {}
 impl Real for f32 {}
 impl Real for f64 {}
+
+/// Whether `t` is a half-precision (bf16/f16) CPU tensor. Candle's CPU
+/// matmul has no bf16 (and its f16 one has no hardware support here), so
+/// the products and convolutions of mixed-precision training
+/// ([`crate::optim::precision`]) compute such tensors in f32 on the CPU and
+/// round the result back: the numerics of half-precision storage, not its
+/// speed, which only a GPU gives.
+pub(crate) fn cpu_half(t: &Tensor) -> bool {
+    t.device().is_cpu() && matches!(t.dtype(), DType::BF16 | DType::F16)
+}
+
+/// Axis `dim` of `x` laid out as `front` positions of `fill`, then as much of
+/// `x` as fits, then `fill` up to `len` positions in all: the padded and
+/// cut input of the composite (Candle-ops-only) convolution and pooling.
+/// Differentiable in `x` (positions cut off get a zero gradient).
+pub(crate) fn pad_to(
+    x: &Tensor,
+    dim: usize,
+    front: usize,
+    len: usize,
+    fill: f64,
+) -> Result<Tensor> {
+    let n = x.dim(dim)?;
+    let keep = len.saturating_sub(front).min(n);
+    let back = len.saturating_sub(front + keep);
+    let x = if keep < n {
+        x.narrow(dim, 0, keep)?
+    } else {
+        x.clone()
+    };
+    let block = |m: usize| -> Result<Tensor> {
+        let mut dims = x.dims().to_vec();
+        dims[dim] = m;
+        if fill == 0.0 {
+            Tensor::zeros(dims, x.dtype(), x.device())
+        } else {
+            Tensor::full(fill, dims, x.device())?.to_dtype(x.dtype())
+        }
+    };
+    let mut parts = Vec::with_capacity(3);
+    if front > 0 {
+        parts.push(block(front)?);
+    }
+    parts.push(x.clone());
+    if back > 0 {
+        parts.push(block(back)?);
+    }
+    if parts.len() == 1 {
+        Ok(x)
+    } else {
+        Tensor::cat(&parts, dim)
+    }
+}
 
 /// Whether `t` can go through the custom CPU kernels.
 pub(crate) fn kernel_supported(t: &Tensor) -> bool {

@@ -18,16 +18,16 @@
 //!   spreads each output gradient evenly over its window.
 //!
 //! The output size is `(H + 2·ph − kh)/sh + 1` (rounded down) per axis.
-//! Tensors on other devices or of other dtypes go through the CPU kernel
-//! in f32 (differentiable copies there and back: slow, but right — Candle's
-//! own pooling gradients are not, on any device, as the defects are in its
-//! backward formulas).
+//! CPU tensors of other dtypes (bf16, f16) go through the kernel in f32.
+//! Tensors on other devices (CUDA) go through [`max_pool2d_composite`] /
+//! [`avg_pool2d_composite`]: the windows as strided views combined by
+//! Candle's elementwise ops and reductions, whose gradients are right on
+//! every device (Candle's pooling gradients are not, on any device, as the
+//! defects are in its backward formulas).
 
-use super::{contiguous_slice, kernel_supported, par_init, Real};
+use super::{contiguous_slice, kernel_supported, pad_to, par_init, Real};
 use candle_core::backend::BackendStorage;
-use candle_core::{
-    bail, CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Storage, Tensor,
-};
+use candle_core::{bail, CpuStorage, CustomOp1, DType, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -286,22 +286,79 @@ impl CustomOp1 for AvgPool2d {
 fn pool(x: &Tensor, cfg: &Pool2dConfig, kind: Kind) -> Result<Tensor> {
     PoolGeometry::new(x.dims(), cfg)?;
     if !kernel_supported(x) {
-        // Candle's own pooling gradients are wrong (module docs) on every
-        // device: run the CPU kernel, through differentiable transfers.
-        let (device, dtype) = (x.device().clone(), x.dtype());
-        let work = if dtype == DType::F64 {
-            DType::F64
-        } else {
-            DType::F32
-        };
-        let cpu = x.to_device(&Device::Cpu)?.to_dtype(work)?;
-        return pool(&cpu, cfg, kind)?.to_dtype(dtype)?.to_device(&device);
+        if !x.device().is_cpu() {
+            return pool_composite(x, cfg, kind);
+        }
+        // other dtypes on the CPU: the f32 kernel, rounded back
+        let dtype = x.dtype();
+        return pool(&x.to_dtype(DType::F32)?, cfg, kind)?.to_dtype(dtype);
     }
     let x = x.contiguous()?;
     match kind {
         Kind::Max => x.apply_op1(MaxPool2d { config: *cfg }),
         Kind::Avg => x.apply_op1(AvgPool2d { config: *cfg }),
     }
+}
+
+/// Positions `start, start + stride, ...` (`out` of them) of axis `dim`,
+/// which must hold at least `start + out·stride` positions.
+fn strided(x: &Tensor, dim: usize, start: usize, out: usize, stride: usize) -> Result<Tensor> {
+    let t = x.narrow(dim, start, out * stride)?;
+    if stride == 1 {
+        return Ok(t);
+    }
+    let mut dims = t.dims().to_vec();
+    dims[dim] = out;
+    dims.insert(dim + 1, stride);
+    t.reshape(dims)?.narrow(dim + 1, 0, 1)?.squeeze(dim + 1)
+}
+
+fn pool_composite(x: &Tensor, cfg: &Pool2dConfig, kind: Kind) -> Result<Tensor> {
+    let g = PoolGeometry::new(x.dims(), cfg)?;
+    let Pool2dConfig {
+        kernel: (kh, kw),
+        stride: (sh, sw),
+        padding: (ph, pw),
+    } = *cfg;
+    let fill = match kind {
+        Kind::Max => f64::NEG_INFINITY,
+        Kind::Avg => 0.0,
+    };
+    // `out·stride + k − 1` positions per axis, so that tap `t` of every
+    // window is the strided view of `out·stride` positions from `t`
+    let xp = pad_to(x, 2, ph, g.ho * sh + kh - 1, fill)?;
+    let xp = pad_to(&xp, 3, pw, g.wo * sw + kw - 1, fill)?;
+    let mut taps = Vec::with_capacity(kh * kw);
+    for i in 0..kh {
+        let rows = strided(&xp, 2, i, g.ho, sh)?;
+        for j in 0..kw {
+            taps.push(strided(&rows, 3, j, g.wo, sw)?);
+        }
+    }
+    match kind {
+        Kind::Max => Tensor::stack(&taps, 0)?.max(0),
+        Kind::Avg => {
+            let mut sum = taps[0].clone();
+            for t in &taps[1..] {
+                sum = (sum + t)?;
+            }
+            sum * (1.0 / (kh * kw) as f64)
+        }
+    }
+}
+
+/// [`max_pool2d_with`] from Candle's ops only (strided views of the padded
+/// input, stacked, and a max over the taps): the path for tensors off the
+/// CPU, public so that the gradient checks run it on the CPU. Its gradient
+/// goes to every maximum of a window on ties (the kernel's to the first).
+pub fn max_pool2d_composite(x: &Tensor, cfg: &Pool2dConfig) -> Result<Tensor> {
+    pool_composite(x, cfg, Kind::Max)
+}
+
+/// [`avg_pool2d_with`] from Candle's ops only (the sum of the strided taps
+/// over `kh·kw`), as [`max_pool2d_composite`].
+pub fn avg_pool2d_composite(x: &Tensor, cfg: &Pool2dConfig) -> Result<Tensor> {
+    pool_composite(x, cfg, Kind::Avg)
 }
 
 /// Max pooling of `x: [B,C,H,W]` with a `kernel×kernel` window, the same

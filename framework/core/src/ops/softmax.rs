@@ -24,7 +24,7 @@
 
 use super::{contiguous_slice, kernel_supported, par_init, Real};
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, D};
+use candle_core::{bail, CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, D};
 use std::mem::MaybeUninit;
 
 /// Elements per row chunk that make a parallel task worth its scheduling.
@@ -147,6 +147,10 @@ fn apply(x: &Tensor, log: bool) -> Result<Tensor> {
             "softmax: the input needs a non-empty last dimension, got {:?}",
             x.dims()
         )
+    }
+    if matches!(x.dtype(), DType::BF16 | DType::F16) {
+        // mixed precision: in f32, rounded back (as PyTorch's autocast)
+        return apply(&x.to_dtype(DType::F32)?, log)?.to_dtype(x.dtype());
     }
     if !kernel_supported(x) {
         return if log {
