@@ -15,9 +15,12 @@ mod common;
 use candle_core::{DType, Result, Tensor, Var};
 use common::*;
 use parallax_core::ops::conv1d::{conv1d, Conv1dConfig};
-use parallax_core::ops::conv2d::{conv2d, conv2d_unfused, conv2d_with, ColsLayout, Conv2dConfig};
+use parallax_core::ops::conv2d::{
+    conv2d, conv2d_composite, conv2d_unfused, conv2d_with, ColsLayout, Conv2dConfig,
+};
 use parallax_core::ops::pool::{
-    avg_pool2d, avg_pool2d_with, global_avg_pool2d, max_pool2d, max_pool2d_with, Pool2dConfig,
+    avg_pool2d, avg_pool2d_composite, avg_pool2d_with, global_avg_pool2d, max_pool2d,
+    max_pool2d_composite, max_pool2d_with, Pool2dConfig,
 };
 use parallax_core::rng::Rng;
 
@@ -564,6 +567,114 @@ fn pooling_matches_candle_where_candle_is_right_f32() -> Result<()> {
     let da = values(ga.get(a.as_tensor()).unwrap());
     let db = values(gb.get(b.as_tensor()).unwrap());
     assert!(rel_err(&da, &db, 1.0) < 1e-6);
+    Ok(())
+}
+
+// --------------------------------------- off-CPU paths: Candle's ops, exact
+
+// Tensors off the CPU (CUDA) go through `conv2d_composite` and the pooling
+// composites, built from Candle ops whose gradients are right on every
+// device. They run here on the CPU in f64 against the same references and
+// finite differences as the kernels.
+
+#[test]
+fn conv2d_composite_matches_the_reference_and_finite_differences_f64() -> Result<()> {
+    let mut cases = conv2d_cases();
+    // Candle's defect case (5x6, stride 2), conv1d's height-1 layout with a
+    // per-axis stride, dilation and padding, and a 1xk kernel with per-axis
+    // dilation
+    cases.push(([2, 2, 5, 6], [3, 2, 3, 3], cfg((2, 2), (1, 1), (1, 1), 1)));
+    cases.push(([2, 3, 1, 11], [4, 3, 1, 3], cfg((1, 3), (0, 2), (1, 2), 1)));
+    cases.push(([1, 4, 3, 9], [4, 2, 1, 3], cfg((1, 1), (0, 1), (3, 2), 2)));
+    let mut ran = 0;
+    for (xs, ws, c) in cases {
+        let (x, w) = inputs(25, &xs, &ws, DType::F64);
+        let (shape, expect) = conv2d_reference(&x, &w, &c);
+        let label = format!("composite conv2d x{xs:?} w{ws:?} {c:?}");
+        let y = match conv2d_composite(&x, &w, &c) {
+            Ok(y) => y,
+            Err(e) => {
+                // only per-axis strides or dilations that matter are refused
+                assert!(
+                    c.stride.0 != c.stride.1 || c.dilation.0 != c.dilation.1,
+                    "{label}: {e}"
+                );
+                assert!(e.to_string().contains("per-axis"), "{label}: {e}");
+                continue;
+            }
+        };
+        assert_eq!(y.dims(), shape.as_slice(), "{label}");
+        let err = rel_err(&values(&y), &expect, 1.0);
+        assert!(err < 1e-12, "{label}: {err}");
+        let r = normal(&mut Rng::new(26), &shape, 0.0, 1.0, DType::F64);
+        let loss = |ts: &[Tensor]| weighted_sum(&conv2d_composite(&ts[0], &ts[1], &c)?, &r);
+        gradcheck(&label, &[x.clone(), w.clone()], &loss, 1e-3);
+        ran += 1;
+    }
+    assert!(ran >= 9, "only {ran} cases ran");
+    Ok(())
+}
+
+#[test]
+fn conv1d_layout_through_the_composite_f64() -> Result<()> {
+    // what `conv1d` runs off the CPU: the height-1 image through the
+    // composite, on every conv1d case (padding 0 included, where Candle's
+    // conv1d input gradient is wrong)
+    for (xs, ws, c) in conv1d_cases() {
+        let (x, w) = inputs(33, &xs, &ws, DType::F64);
+        let (shape, expect) = conv1d_reference(&x, &w, &c);
+        let as4 = |t: &Tensor| t.unsqueeze(2);
+        let y = conv2d_composite(&as4(&x)?, &as4(&w)?, &c.as_2d())?.squeeze(2)?;
+        assert_eq!(y.dims(), shape.as_slice());
+        assert!(rel_err(&values(&y), &expect, 1.0) < 1e-12);
+        let r = normal(&mut Rng::new(34), &shape, 0.0, 1.0, DType::F64);
+        let loss = |ts: &[Tensor]| {
+            let y = conv2d_composite(&as4(&ts[0])?, &as4(&ts[1])?, &c.as_2d())?;
+            weighted_sum(&y.squeeze(2)?, &r)
+        };
+        gradcheck(
+            &format!("composite conv1d x{xs:?} w{ws:?} {c:?}"),
+            &[x, w],
+            &loss,
+            1e-3,
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn pooling_composites_match_the_kernels_and_finite_differences_f64() -> Result<()> {
+    for (xs, c) in pool_cases() {
+        // the same inputs as `pooling_gradcheck_f64` (no near ties)
+        let x = normal(&mut Rng::new(41), &xs, 0.0, 1.0, DType::F64);
+        let (shape, _, _) = pool_reference(&x, &c, true);
+        let r = normal(&mut Rng::new(43), &shape, 0.0, 1.0, DType::F64);
+        for max in [true, false] {
+            let (ours, comp) = if max {
+                (max_pool2d_with(&x, &c)?, max_pool2d_composite(&x, &c)?)
+            } else {
+                (avg_pool2d_with(&x, &c)?, avg_pool2d_composite(&x, &c)?)
+            };
+            let label = format!(
+                "composite {} pool x{xs:?} {c:?}",
+                if max { "max" } else { "avg" }
+            );
+            assert_eq!(comp.dims(), ours.dims(), "{label}");
+            assert!(
+                rel_err(&values(&comp), &values(&ours), 1.0) < 1e-12,
+                "{label}"
+            );
+            let loss = |ts: &[Tensor]| {
+                let y = if max {
+                    max_pool2d_composite(&ts[0], &c)?
+                } else {
+                    avg_pool2d_composite(&ts[0], &c)?
+                };
+                weighted_sum(&y, &r)
+            };
+            gradcheck(&label, std::slice::from_ref(&x), &loss, 1e-3);
+        }
+    }
     Ok(())
 }
 
