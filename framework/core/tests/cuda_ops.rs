@@ -32,6 +32,9 @@ fn gpu() -> Option<Device> {
     match Device::new_cuda(0) {
         Ok(d) => Some(d),
         Err(e) => {
+            // Candle's errors carry a backtrace: the first line says it
+            let e = e.to_string();
+            let e = e.lines().next().unwrap_or_default();
             if std::env::var("CUDA_TESTS_REQUIRE_GPU").is_ok_and(|v| v == "1") {
                 panic!("CUDA_TESTS_REQUIRE_GPU=1 but no CUDA device: {e}");
             }
