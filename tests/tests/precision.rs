@@ -122,10 +122,16 @@ fn a_bf16_run_resumes_to_the_same_master_weights() {
 fn f16_scales_the_loss_and_checkpoints_the_scale() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("f16");
-    train(
-        &run,
-        &["--max-steps", "4", "--set", "train.precision=\"f16\""],
-    );
+    // with accumulation and clipping, which act on the f32 gradients
+    let f16 = [
+        "--set",
+        "train.precision=\"f16\"",
+        "--set",
+        "train.accumulate=2",
+        "--set",
+        "train.grad_clip=1.0",
+    ];
+    train(&run, &[&["--max-steps", "4"], &f16[..]].concat());
     let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert!(text.contains("train/loss_scale"), "{text}");
     let ck = checkpoint(&run);
@@ -139,13 +145,7 @@ fn f16_scales_the_loss_and_checkpoints_the_scale() {
     // resuming reads the scaler's entries back
     train(
         &run,
-        &[
-            "--max-steps",
-            "5",
-            "--resume",
-            "--set",
-            "train.precision=\"f16\"",
-        ],
+        &[&["--max-steps", "5", "--resume"], &f16[..]].concat(),
     );
 }
 
