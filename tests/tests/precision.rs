@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use parallax_tests::{fails, ok, parallax, root, tiny_recipe, train_offline_recipes};
+use parallax_tests::{fails, ok, parallax, root, text, tiny_recipe, train_offline_recipes};
 
 fn train(out: &Path, extra: &[&str]) -> String {
     let r = tiny_recipe();
@@ -176,4 +176,45 @@ fn every_recipe_trains_two_steps_in_bf16() {
             "{name}: {l:?}"
         );
     }
+}
+
+#[test]
+fn f16_overflows_skip_steps_and_end_the_run_at_scale_one() {
+    // inputs scaled by 1e6 overflow f16 in the first convolution on every
+    // step: the scaler halves the scale 16 times, skipping those steps,
+    // then stops the run
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("f16");
+    let o = parallax(&[
+        "train",
+        &tiny_recipe(),
+        "--out",
+        run.to_str().unwrap(),
+        "--max-steps",
+        "30",
+        "--set",
+        "train.epochs=4",
+        "--set",
+        "eval=[]",
+        "--set",
+        "train.precision=\"f16\"",
+        "--set",
+        "encoder.std=[1e-6]",
+    ]);
+    let err = fails(&o);
+    let (out, _) = text(&o);
+    assert!(err.contains("even at loss scale 1"), "{err}");
+    assert!(
+        out.contains("the step is skipped, the loss scale is now 32768"),
+        "{out}"
+    );
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("train/skipped_steps").is_some())
+        .last()
+        .unwrap();
+    assert_eq!(last["train/skipped_steps"].as_f64(), Some(16.0), "{last}");
+    assert_eq!(last["train/loss_scale"].as_f64(), Some(1.0), "{last}");
 }

@@ -476,7 +476,9 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
                     ForwardCtx::train(Rng::derive(recipe.seed, "step", &[step, micro as u64]));
                 let out = exp.method.step(&views, &mut ctx)?;
                 let value = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-                if !value.is_finite() {
+                // with f16, an overflow in the forward pass reaches the
+                // gradients too, and the loss scaler skips the step
+                if !value.is_finite() && !scaler.checks_overflow() {
                     let kept = if ck_path.exists() {
                         format!("the last good checkpoint is kept at {}", ck_path.display())
                     } else {
@@ -515,7 +517,7 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
                 None => f64::NAN,
             };
             let lr = schedule.lr_at(step);
-            if scaler.update(grad_norm) {
+            if scaler.update(grad_norm)? {
                 opt.step(&grads, lr)?;
             } else {
                 skipped_steps += 1;

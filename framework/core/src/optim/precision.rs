@@ -126,10 +126,12 @@ impl LossScaler {
     /// Records whether this step's gradients (their global norm) were
     /// finite and returns whether the optimizer should step. With f16 an
     /// overflow halves the scale and skips the step; 2000 good steps in a
-    /// row double it. Without loss scaling every step counts.
-    pub fn update(&mut self, grad_norm: f64) -> bool {
+    /// row double it; an overflow at scale 1 is not an overflow the scale
+    /// can cure, and is an error (the run diverged). Without loss scaling
+    /// every step counts.
+    pub fn update(&mut self, grad_norm: f64) -> Result<bool> {
         if self.precision != Precision::F16 {
-            return true;
+            return Ok(true);
         }
         if grad_norm.is_finite() {
             self.good_steps += 1;
@@ -137,11 +139,15 @@ impl LossScaler {
                 self.scale *= 2.0;
                 self.good_steps = 0;
             }
-            true
+            Ok(true)
+        } else if self.scale <= 1.0 {
+            Err(Error::Diverged(format!(
+                "the f16 gradients are not finite (norm {grad_norm}) even at loss scale 1"
+            )))
         } else {
             self.scale = (self.scale * 0.5).max(1.0);
             self.good_steps = 0;
-            false
+            Ok(false)
         }
     }
 
@@ -209,19 +215,29 @@ mod tests {
     fn f16_scale_halves_on_overflow_and_grows_after_good_steps() {
         let mut s = LossScaler::new(Precision::F16);
         assert_eq!(s.scale(), INIT_SCALE);
-        assert!(!s.update(f64::INFINITY), "an overflow skips the step");
+        assert!(
+            !s.update(f64::INFINITY).unwrap(),
+            "an overflow skips the step"
+        );
         assert_eq!(s.scale(), INIT_SCALE / 2.0);
-        assert!(!s.update(f64::NAN));
+        assert!(!s.update(f64::NAN).unwrap());
         assert_eq!(s.scale(), INIT_SCALE / 4.0);
         for _ in 0..GROWTH_INTERVAL - 1 {
-            assert!(s.update(1.0));
+            assert!(s.update(1.0).unwrap());
         }
         assert_eq!(s.scale(), INIT_SCALE / 4.0);
-        assert!(s.update(1.0));
+        assert!(s.update(1.0).unwrap());
         assert_eq!(s.scale(), INIT_SCALE / 2.0, "doubles after 2000 good steps");
+        // halving stops at 1, where an overflow is divergence
+        for _ in 0..15 {
+            assert!(!s.update(f64::INFINITY).unwrap());
+        }
+        assert_eq!(s.scale(), 1.0);
+        let err = s.update(f64::INFINITY).unwrap_err().to_string();
+        assert!(err.contains("loss scale 1"), "{err}");
         // bf16 never scales nor skips
         let mut b = LossScaler::new(Precision::Bf16);
-        assert!(b.update(f64::INFINITY));
+        assert!(b.update(f64::INFINITY).unwrap());
         assert_eq!(b.scale(), 1.0);
         assert!(b.state().unwrap().is_empty());
     }
@@ -257,7 +273,7 @@ mod tests {
         assert!(!v[2].is_finite(), "{v:?}");
         // the state round-trips
         let mut t = s.clone();
-        assert!(!t.update(f64::INFINITY));
+        assert!(!t.update(f64::INFINITY).unwrap());
         let mut st: HashMap<String, Tensor> = t.state().unwrap().into_iter().collect();
         st.insert("other".into(), Tensor::new(&[1f32], &dev).unwrap());
         let mut u = LossScaler::new(Precision::F16);
