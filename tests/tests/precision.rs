@@ -212,8 +212,7 @@ fn f16_overflows_skip_steps_and_end_the_run_at_scale_one() {
     let last: serde_json::Value = text
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v.get("train/skipped_steps").is_some())
-        .next_back()
+        .rfind(|v| v.get("train/skipped_steps").is_some())
         .unwrap();
     assert_eq!(last["train/skipped_steps"].as_f64(), Some(16.0), "{last}");
     assert_eq!(last["train/loss_scale"].as_f64(), Some(1.0), "{last}");
