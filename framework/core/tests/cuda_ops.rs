@@ -86,14 +86,15 @@ fn run(
 }
 
 /// Compares `f` on the GPU with the CPU kernels: f32 within `tol`, bf16
-/// within `tol_bf16` (relative to the largest value).
+/// within `tol_bf16` (relative to the largest value; the gradients only
+/// with `bf16_grads`).
 fn compare(
     label: &str,
     gpu: &Device,
     inputs: &[Tensor],
     f: &dyn Fn(&[Tensor]) -> Result<Tensor>,
     tol: f64,
-    tol_bf16: f64,
+    (tol_bf16, bf16_grads): (f64, bool),
 ) {
     let cpu_inputs: Vec<Tensor> = inputs
         .iter()
@@ -106,6 +107,10 @@ fn compare(
         let (y, g) = run(gpu, dtype, inputs, &r, f);
         let e = rel_err(&y, &y_cpu, 1e-3);
         assert!(e < tol, "{label} {dtype:?}: forward rel err {e:.1e}");
+        if dtype == DType::BF16 && !bf16_grads {
+            println!("{label} {dtype:?}: forward ok");
+            continue;
+        }
         for (i, (a, b)) in g.iter().zip(&g_cpu).enumerate() {
             let e = rel_err(a, b, 1e-3);
             assert!(e < tol, "{label} {dtype:?}: gradient {i} rel err {e:.1e}");
@@ -143,7 +148,7 @@ fn convolutions_on_cuda_match_the_cpu() {
             &[x, w],
             &f,
             1e-4,
-            3e-2,
+            (3e-2, true),
         );
     }
     for (xs, ws, s, p) in [([2, 3, 20], [4, 3, 5], 3, 0), ([2, 4, 17], [4, 4, 3], 2, 1)] {
@@ -160,7 +165,7 @@ fn convolutions_on_cuda_match_the_cpu() {
             &[x, w],
             &f,
             1e-4,
-            3e-2,
+            (3e-2, true),
         );
     }
 }
@@ -176,15 +181,16 @@ fn pooling_on_cuda_matches_the_cpu() {
         let cfg = Pool2dConfig::square(k, s, p);
         let x = input(5, &xs, 1.0);
         let f = |ts: &[Tensor]| max_pool2d_with(&ts[0], &cfg);
-        // bf16 rounding can create ties that route the gradient elsewhere:
-        // the max-pool bf16 check is on the forward's scale only
+        // bf16 rounding creates ties, where the CPU kernel routes the
+        // gradient to the first maximum and the composite to all of them:
+        // in bf16 only the forward is compared
         compare(
             &format!("max pool x{xs:?} {cfg:?}"),
             &gpu,
             std::slice::from_ref(&x),
             &f,
             1e-5,
-            1.0,
+            (3e-2, false),
         );
         let f = |ts: &[Tensor]| avg_pool2d_with(&ts[0], &cfg);
         compare(
@@ -193,7 +199,7 @@ fn pooling_on_cuda_matches_the_cpu() {
             &[x],
             &f,
             1e-5,
-            3e-2,
+            (3e-2, true),
         );
     }
 }
@@ -210,7 +216,7 @@ fn norms_softmax_linear_and_add_relu_on_cuda_match_the_cpu() {
         &[x4.clone(), w.clone(), b.clone()],
         &f,
         1e-4,
-        5e-2,
+        (5e-2, true),
     );
     let f = |ts: &[Tensor]| Ok(batch_norm_relu_train(&ts[0], &ts[1], &ts[2], 1e-5)?.0);
     compare(
@@ -219,7 +225,7 @@ fn norms_softmax_linear_and_add_relu_on_cuda_match_the_cpu() {
         &[x4.clone(), w, b],
         &f,
         1e-4,
-        5e-2,
+        (5e-2, true),
     );
 
     let x3 = input(9, &[3, 5, 16], 2.0);
@@ -231,12 +237,26 @@ fn norms_softmax_linear_and_add_relu_on_cuda_match_the_cpu() {
         &[x3.clone(), w.clone(), b],
         &f,
         1e-4,
-        5e-2,
+        (5e-2, true),
     );
     let f = |ts: &[Tensor]| rms_norm(&ts[0], &ts[1], 1e-6);
-    compare("rms norm", &gpu, &[x3.clone(), w], &f, 1e-4, 5e-2);
+    compare(
+        "rms norm",
+        &gpu,
+        &[x3.clone(), w],
+        &f,
+        1e-4,
+        (5e-2, true),
+    );
     let f = |ts: &[Tensor]| softmax_last_dim(&ts[0]);
-    compare("softmax", &gpu, std::slice::from_ref(&x3), &f, 1e-5, 3e-2);
+    compare(
+        "softmax",
+        &gpu,
+        std::slice::from_ref(&x3),
+        &f,
+        1e-5,
+        (3e-2, true),
+    );
     let f = |ts: &[Tensor]| log_softmax_last_dim(&ts[0]);
     compare(
         "log softmax",
@@ -244,7 +264,7 @@ fn norms_softmax_linear_and_add_relu_on_cuda_match_the_cpu() {
         std::slice::from_ref(&x3),
         &f,
         1e-5,
-        3e-2,
+        (3e-2, true),
     );
 
     // a transposed (non-contiguous) 3-D input, where Candle's Linear is wrong
@@ -256,10 +276,10 @@ fn norms_softmax_linear_and_add_relu_on_cuda_match_the_cpu() {
         &[x3, w, b],
         &f,
         1e-4,
-        3e-2,
+        (3e-2, true),
     );
 
     let a = input(14, &[4, 6, 5, 3], 1.0);
     let f = |ts: &[Tensor]| add_relu(&ts[0], &ts[1]);
-    compare("add + relu", &gpu, &[x4, a], &f, 1e-6, 3e-2);
+    compare("add + relu", &gpu, &[x4, a], &f, 1e-6, (3e-2, true));
 }
