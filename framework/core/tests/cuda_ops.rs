@@ -240,14 +240,7 @@ fn norms_softmax_linear_and_add_relu_on_cuda_match_the_cpu() {
         (5e-2, true),
     );
     let f = |ts: &[Tensor]| rms_norm(&ts[0], &ts[1], 1e-6);
-    compare(
-        "rms norm",
-        &gpu,
-        &[x3.clone(), w],
-        &f,
-        1e-4,
-        (5e-2, true),
-    );
+    compare("rms norm", &gpu, &[x3.clone(), w], &f, 1e-4, (5e-2, true));
     let f = |ts: &[Tensor]| softmax_last_dim(&ts[0]);
     compare(
         "softmax",
