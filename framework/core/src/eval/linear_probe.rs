@@ -182,6 +182,17 @@ impl LinearProbe {
                 (seen[c] - 1) % folds
             })
             .collect();
+        // the folds' training and held-out rows, shared by every candidate
+        let mut splits = Vec::with_capacity(folds);
+        for f in 0..folds {
+            let (train, held): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| fold[i] != f);
+            if !train.is_empty() && !held.is_empty() {
+                splits.push((
+                    select_rows(x, labels, &train)?,
+                    select_rows(x, labels, &held)?,
+                ));
+            }
+        }
         let mut best: Option<(f64, f64)> = None;
         for &wd in grid {
             let cfg = ProbeConfig {
@@ -189,16 +200,9 @@ impl LinearProbe {
                 ..cfg.clone()
             };
             let mut hits = 0.0;
-            for f in 0..folds {
-                let (train, held): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| fold[i] != f);
-                if train.is_empty() || held.is_empty() {
-                    continue;
-                }
-                let (tx, ty) = select_rows(x, labels, &train)?;
-                let (hx, hy) = select_rows(x, labels, &held)?;
-                let probe =
-                    LinearProbe::fit_standardized_by(&tx, &ty, num_classes, &cfg, unlabeled)?;
-                hits += probe.accuracy(&hx, &hy)? * held.len() as f64;
+            for ((tx, ty), (hx, hy)) in &splits {
+                let probe = LinearProbe::fit_standardized_by(tx, ty, num_classes, &cfg, unlabeled)?;
+                hits += probe.accuracy(hx, hy)? * hy.len() as f64;
             }
             let acc = hits / n as f64;
             let better = match best {

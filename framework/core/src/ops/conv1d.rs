@@ -8,8 +8,7 @@
 //! op takes per-axis settings), and reshapes back. The reshapes are views
 //! of contiguous tensors, so no data is copied.
 
-use super::conv2d::{conv2d_composite, conv2d_with, Conv2dConfig};
-use super::{cpu_half, kernel_supported};
+use super::conv2d::{conv2d_with, Conv2dConfig};
 use candle_core::{bail, Result, Tensor};
 
 /// The hyper-parameters of a 1-D convolution.
@@ -52,8 +51,8 @@ impl Conv1dConfig {
 /// 1-D convolution without bias, `x: [B,C,L]`, `w: [O,C/groups,k]`: returns
 /// a contiguous `[B,O,Lo]`, `Lo = (L + 2·padding − dilation·(k−1) − 1)/stride + 1`.
 /// Differentiable (first order) in `x` and `w`. On devices or dtypes
-/// without a kernel it runs [`conv2d_composite`] (Candle's conv2d made
-/// exact) on the height-1 image, not Candle's conv1d.
+/// without a kernel it runs [`super::conv2d::conv2d_composite`] (Candle's
+/// conv2d made exact) on the height-1 image, not Candle's conv1d.
 pub fn conv1d(x: &Tensor, w: &Tensor, cfg: &Conv1dConfig) -> Result<Tensor> {
     let (b, c, l) = x.dims3()?;
     let (o, cg, k) = w.dims3()?;
@@ -62,19 +61,10 @@ pub fn conv1d(x: &Tensor, w: &Tensor, cfg: &Conv1dConfig) -> Result<Tensor> {
             "conv1d: stride, dilation and kernel size must be positive, got {cfg:?} and kernel {k}"
         )
     }
-    if cpu_half(x) {
-        // mixed precision on the CPU: the f32 kernel, rounded back
-        let f = candle_core::DType::F32;
-        return conv1d(&x.to_dtype(f)?, &w.to_dtype(f)?, cfg)?.to_dtype(x.dtype());
-    }
+    // conv2d_with dispatches: the kernel, f32 for 16-bit CPU tensors, or
+    // off the CPU its exact composite (not Candle's conv1d)
     let w4 = w.reshape((o, cg, 1, k))?;
-    let x4 = x.reshape((b, c, 1, l))?;
-    let y = if kernel_supported(x) {
-        conv2d_with(&x4, &w4, &cfg.as_2d())?
-    } else {
-        // not Candle's conv1d (wrong gradients): its conv2d, made exact
-        conv2d_composite(&x4, &w4, &cfg.as_2d())?
-    };
+    let y = conv2d_with(&x.reshape((b, c, 1, l))?, &w4, &cfg.as_2d())?;
     let (_, _, _, lo) = y.dims4()?;
     y.reshape((b, o, lo))
 }
