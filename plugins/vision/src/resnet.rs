@@ -29,9 +29,10 @@ use candle_nn::VarBuilder;
 use parallax_core::batch::Batch;
 use parallax_core::error::{Error, Result};
 use parallax_core::nn::batch_norm::BatchNorm;
+use parallax_core::nn::conv_bn::ConvBn;
 use parallax_core::nn::encoder::{Encoder, EncoderCtx, ForwardCtx};
-use parallax_core::ops::add_relu::add_relu;
-use parallax_core::ops::conv2d::conv2d;
+use parallax_core::nn::residual::Residual;
+use parallax_core::ops::conv2d::Conv2dConfig;
 use parallax_core::ops::pool::max_pool2d;
 use serde::Deserialize;
 
@@ -96,73 +97,31 @@ const CONV_INIT: Init = Init::Kaiming {
     non_linearity: NonLinearity::ReLU,
 };
 
-/// A bias-free convolution followed by batch norm.
-struct ConvBn {
-    weight: Tensor,
-    bn: BatchNorm,
+/// A bias-free convolution followed by batch norm: `conv{idx}.weight` and
+/// `bn{idx}.*` under `vb` (torchvision's names); `idx` empty gives
+/// `0.weight` / `1.*` (a downsample branch).
+fn conv_bn(
+    vb: &VarBuilder,
+    idx: &str,
+    (c_in, c_out): (usize, usize),
+    k: usize,
     stride: usize,
-    padding: usize,
-}
-
-impl ConvBn {
-    /// `conv{idx}.weight` and `bn{idx}.*` under `vb` (torchvision's names);
-    /// `idx` empty gives `0.weight` / `1.*` (a downsample branch).
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        vb: &VarBuilder,
-        idx: &str,
-        c_in: usize,
-        c_out: usize,
-        k: usize,
-        stride: usize,
-        zero_gamma: bool,
-    ) -> Result<Self> {
-        let (conv, bn) = if idx.is_empty() {
-            ("0".to_string(), "1".to_string())
-        } else {
-            (format!("conv{idx}"), format!("bn{idx}"))
-        };
-        let weight = vb
-            .pp(conv)
-            .get_with_hints((c_out, c_in, k, k), "weight", CONV_INIT)?;
-        let bn = if zero_gamma {
-            BatchNorm::with_scale(c_out, 0.0, vb.pp(bn))?
-        } else {
-            BatchNorm::new(c_out, vb.pp(bn))?
-        };
-        Ok(ConvBn {
-            weight,
-            bn,
-            stride,
-            padding: k / 2,
-        })
-    }
-
-    fn forward(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
-        let y = conv2d(x, &self.weight, self.stride, self.padding)?;
-        self.bn.forward(&y, train, relu)
-    }
-}
-
-/// A residual block: basic (two 3x3) or bottleneck (1x1, 3x3, 1x1).
-struct Block {
-    convs: Vec<ConvBn>,
-    downsample: Option<ConvBn>,
-}
-
-impl Block {
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let last = self.convs.len() - 1;
-        let mut y = x.clone();
-        for (i, c) in self.convs.iter().enumerate() {
-            y = c.forward(&y, train, i < last)?;
-        }
-        let shortcut = match &self.downsample {
-            Some(d) => d.forward(x, train, false)?,
-            None => x.clone(),
-        };
-        Ok(add_relu(&y, &shortcut)?)
-    }
+    zero_gamma: bool,
+) -> Result<ConvBn> {
+    let (conv, bn) = if idx.is_empty() {
+        ("0".to_string(), "1".to_string())
+    } else {
+        (format!("conv{idx}"), format!("bn{idx}"))
+    };
+    let weight = vb
+        .pp(conv)
+        .get_with_hints((c_out, c_in, k, k), "weight", CONV_INIT)?;
+    let bn = if zero_gamma {
+        BatchNorm::with_scale(c_out, 0.0, vb.pp(bn))?
+    } else {
+        BatchNorm::new(c_out, vb.pp(bn))?
+    };
+    Ok(ConvBn::new(weight, Conv2dConfig::square(stride, k / 2), bn))
 }
 
 /// The ResNet encoder; its representation is the pooled last stage.
@@ -170,7 +129,7 @@ pub struct ResNet {
     norm: InputNorm,
     stem: ConvBn,
     max_pool: bool,
-    blocks: Vec<Block>,
+    blocks: Vec<Residual>,
     out_dim: usize,
 }
 
@@ -211,8 +170,8 @@ impl ResNet {
         let norm = InputNorm::new("resnet", &cfg.mean, &cfg.std, in_channels, vb.device())?;
         let w = cfg.width;
         let stem = match cfg.stem {
-            Stem::Cifar => ConvBn::new(vb, "1", in_channels, w, 3, 1, false)?,
-            Stem::Imagenet => ConvBn::new(vb, "1", in_channels, w, 7, 2, false)?,
+            Stem::Cifar => conv_bn(vb, "1", (in_channels, w), 3, 1, false)?,
+            Stem::Imagenet => conv_bn(vb, "1", (in_channels, w), 7, 2, false)?,
         };
         let expansion = if bottleneck { 4 } else { 1 };
         let mut blocks = Vec::new();
@@ -226,22 +185,21 @@ impl ResNet {
                 let z = cfg.zero_init_residual;
                 let convs = if bottleneck {
                     vec![
-                        ConvBn::new(&vb, "1", c_in, width, 1, 1, false)?,
-                        ConvBn::new(&vb, "2", width, width, 3, stride, false)?,
-                        ConvBn::new(&vb, "3", width, c_out, 1, 1, z)?,
+                        conv_bn(&vb, "1", (c_in, width), 1, 1, false)?,
+                        conv_bn(&vb, "2", (width, width), 3, stride, false)?,
+                        conv_bn(&vb, "3", (width, c_out), 1, 1, z)?,
                     ]
                 } else {
                     vec![
-                        ConvBn::new(&vb, "1", c_in, width, 3, stride, false)?,
-                        ConvBn::new(&vb, "2", width, c_out, 3, 1, z)?,
+                        conv_bn(&vb, "1", (c_in, width), 3, stride, false)?,
+                        conv_bn(&vb, "2", (width, c_out), 3, 1, z)?,
                     ]
                 };
                 let downsample = if stride != 1 || c_in != c_out {
-                    Some(ConvBn::new(
+                    Some(conv_bn(
                         &vb.pp("downsample"),
                         "",
-                        c_in,
-                        c_out,
+                        (c_in, c_out),
                         1,
                         stride,
                         false,
@@ -249,7 +207,7 @@ impl ResNet {
                 } else {
                     None
                 };
-                blocks.push(Block { convs, downsample });
+                blocks.push(Residual::new(convs, downsample)?);
                 c_in = c_out;
             }
         }

@@ -67,13 +67,36 @@ impl BatchNorm {
         } else {
             batch_norm_train(x, &self.weight, &self.bias, self.eps)?
         };
-        let n = (x.elem_count() / x.dim(1)?) as f64;
+        self.update_running(&mean, &var, x.elem_count() / x.dim(1)?)?;
+        Ok(y)
+    }
+
+    /// The learnable scale `[C]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The learnable shift `[C]`.
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+
+    /// The epsilon added to the variance.
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
+
+    /// Moves the running statistics towards a batch's `mean` and biased
+    /// `var` (`[C]` each) over `count` values per channel (PyTorch's rule:
+    /// momentum 0.1, the variance made unbiased).
+    pub fn update_running(&self, mean: &Tensor, var: &Tensor, count: usize) -> Result<()> {
+        let n = count as f64;
         let m = self.momentum;
         let unbiased = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
         let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (mean * m)?)?;
         let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (var * (m * unbiased))?)?;
         self.running_mean.set(&rm.detach())?;
         self.running_var.set(&rv.detach())?;
-        Ok(y)
+        Ok(())
     }
 }

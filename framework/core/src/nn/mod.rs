@@ -3,8 +3,10 @@
 
 pub mod batch_norm;
 pub mod cast;
+pub mod conv_bn;
 pub mod dino_head;
 pub mod encoder;
 pub mod heads;
 pub mod init;
 pub mod mlp;
+pub mod residual;

@@ -14,7 +14,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 const CHUNK: usize = 1 << 16;
 
 #[inline(always)]
-fn relu<T: Real>(v: T) -> T {
+pub(crate) fn relu<T: Real>(v: T) -> T {
     if v > T::zero() {
         v
     } else {
@@ -23,7 +23,11 @@ fn relu<T: Real>(v: T) -> T {
 }
 
 /// `f(a[i], b[i])` into a new vector, in parallel chunks.
-fn zip_map<T: Real>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Send + Copy) -> Vec<T> {
+pub(crate) fn zip_map<T: Real>(
+    a: &[T],
+    b: &[T],
+    f: impl Fn(T, T) -> T + Sync + Send + Copy,
+) -> Vec<T> {
     par_init(a.len(), CHUNK, |i, out| {
         simd(
             #[inline(always)]
@@ -139,4 +143,35 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         return (a + b)?.relu();
     }
     a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
+}
+
+/// `g · [y > 0]`: the gradient through a ReLU whose output is `y` (CPU
+/// f32/f64, no autograd).
+pub(crate) fn relu_mask(y: &Tensor, g: &Tensor) -> Result<Tensor> {
+    y.contiguous()?
+        .apply_op2_no_bwd(&g.contiguous()?, &ReluMask)
+}
+
+/// `a + b` in parallel (CPU f32/f64, no autograd; Candle's add runs on one
+/// thread).
+pub(crate) fn add_no_grad(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    a.contiguous()?.apply_op2_no_bwd(&b.contiguous()?, &Add)
+}
+
+struct Add;
+
+impl CustomOp2 for Add {
+    fn name(&self) -> &'static str {
+        "parallax-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        apply(self.name(), (s1, l1), (s2, l2), |a, b| a + b, |a, b| a + b)
+    }
 }

@@ -476,26 +476,35 @@ impl CustomOp3 for BnTrain {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let Some(saved) = self.saved.get() else {
-            bail!("{}: backward before forward", self.name())
-        };
-        let grad = grad.contiguous()?;
-        let op = BnGrad {
-            saved,
-            relu: self.relu,
-            params: OnceLock::new(),
-        };
-        let dx = x.apply_op2_no_bwd(&grad, &op)?;
-        let Some((dw, db)) = op.params.get() else {
-            bail!(
-                "{}: backward kernel produced no parameter gradients",
-                self.name()
-            )
-        };
-        let dw = Tensor::from_slice(dw, dw.len(), x.device())?.to_dtype(x.dtype())?;
-        let db = Tensor::from_slice(db, db.len(), x.device())?.to_dtype(x.dtype())?;
+        let (dx, dw, db) = grads(&self.saved, self.relu, x, grad)?;
         Ok((Some(dx), Some(dw), Some(db)))
     }
+}
+
+/// `(dx, dweight, dbias)` of the batch norm that saved `saved`, for the
+/// output gradient `grad`.
+fn grads(
+    saved: &OnceLock<Saved>,
+    relu: bool,
+    x: &Tensor,
+    grad: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let Some(saved) = saved.get() else {
+        bail!("batch norm: backward before forward")
+    };
+    let grad = grad.contiguous()?;
+    let op = BnGrad {
+        saved,
+        relu,
+        params: OnceLock::new(),
+    };
+    let dx = x.apply_op2_no_bwd(&grad, &op)?;
+    let Some((dw, db)) = op.params.get() else {
+        bail!("batch norm: the backward kernel produced no parameter gradients")
+    };
+    let dw = Tensor::from_slice(dw, dw.len(), x.device())?.to_dtype(x.dtype())?;
+    let db = Tensor::from_slice(db, db.len(), x.device())?.to_dtype(x.dtype())?;
+    Ok((dx, dw, db))
 }
 
 /// Backward op on (x, dy) -> dx; leaves (dweight, dbias) in `params`.
@@ -597,6 +606,19 @@ fn train(
     if !kernel_supported(x) {
         return batch_norm_train_composite(x, weight, bias, eps, relu);
     }
+    let (y, mean, var, _) = train_kernel(x, weight, bias, eps, relu, c)?;
+    Ok((y, mean, var))
+}
+
+/// The kernel path of [`train`]: also returns what the backward needs.
+fn train_kernel(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+    relu: bool,
+    c: usize,
+) -> Result<(Tensor, Tensor, Tensor, BnTape)> {
     let x = x.contiguous()?;
     let saved = Arc::new(OnceLock::new());
     let op = BnTrain {
@@ -610,7 +632,41 @@ fn train(
     };
     let mean = Tensor::from_slice(&s.mean, c, x.device())?.to_dtype(x.dtype())?;
     let var = Tensor::from_slice(&s.var, c, x.device())?.to_dtype(x.dtype())?;
-    Ok((y, mean, var))
+    Ok((y, mean, var, BnTape { saved, relu }))
+}
+
+/// What a training-mode batch norm keeps for [`batch_norm_backward`]: its
+/// batch statistics and parameters, and whether a ReLU followed.
+pub(crate) struct BnTape {
+    saved: Arc<OnceLock<Saved>>,
+    relu: bool,
+}
+
+/// [`batch_norm_train`] (or [`batch_norm_relu_train`] when `relu`) on the
+/// CPU kernel, for ops that run their own backward: also returns the tape
+/// for [`batch_norm_backward`]. Needs CPU f32/f64 tensors.
+pub(crate) fn batch_norm_train_taped(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<(Tensor, Tensor, Tensor, BnTape)> {
+    let c = check_params(x, weight, bias)?;
+    if !kernel_supported(x) {
+        bail!("batch norm: the taped kernel needs a CPU f32/f64 input")
+    }
+    train_kernel(x, weight, bias, eps, relu, c)
+}
+
+/// `(dx, dweight, dbias)` of the batch norm recorded in `tape` for its input
+/// `x` and the output gradient `dy` (computed without autograd).
+pub(crate) fn batch_norm_backward(
+    x: &Tensor,
+    dy: &Tensor,
+    tape: &BnTape,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    grads(&tape.saved, tape.relu, &x.contiguous()?, dy)
 }
 
 /// Training-mode batch norm of `x: [B, C, *]` with per-channel `weight` and

@@ -14,6 +14,10 @@
 //! - [`conv2d::conv2d`] / [`conv2d::conv2d_with`]: im2col + Candle's matmul
 //!   (GEMM) over chunks of images, whose backward goes through GEMMs and a
 //!   col2im scatter-add; per-axis stride, padding and dilation, groups.
+//! - [`residual::residual_train`]: a whole residual block (convolutions,
+//!   batch norms, shortcut, `relu(branch + shortcut)`) as one autograd
+//!   node, so that Candle's autograd does not zero and add a gradient
+//!   buffer for every intermediate.
 //! - [`conv1d::conv1d`]: the conv2d kernel on `[B,C,1,L]` (Candle's conv1d
 //!   gradients are wrong).
 //! - [`pool::max_pool2d`] / [`pool::avg_pool2d`]: pooling with any kernel,
@@ -59,6 +63,7 @@ pub mod dropout;
 pub mod layer_norm;
 pub mod linear;
 pub mod pool;
+pub mod residual;
 pub mod softmax;
 
 use candle_core::{bail, CpuStorage, DType, Layout, Result, Tensor, WithDType};
