@@ -13,6 +13,12 @@
 #   python3 -m venv /tmp/ref && /tmp/ref/bin/pip install torch torchvision lightly
 #   PYTHON=/tmp/ref/bin/python scripts/bench.sh loss
 # REFERENCE overrides the path of simclr_step.py (default ../shared/bench/reference).
+# BASELINE=path/to/an/older/parallax (train-step only) runs that binary too,
+#   in the same rounds (before ours in odd rounds, after it in even ones), so
+#   that a change is measured side by side with the build before it; the
+#   summary then gives its ratios as well. E.g. build the commit before a
+#   change, `cp target/release/parallax /tmp/parallax-base`, build the change,
+#   then `BASELINE=/tmp/parallax-base scripts/bench.sh train-step 8`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,8 +44,18 @@ loss)
 train-step)
     ref=${REFERENCE:-../shared/bench/reference/simclr_step.py}
     [ -f "$ref" ] || { echo "missing $ref (set REFERENCE)" >&2; exit 2; }
-    for _ in $(seq "$rounds"); do
+    baseline() {
+        if [[ -n ${BASELINE:-} ]]; then
+            "$BASELINE" bench train-step --batch 64 --steps 5 --warmup 2 |
+                sed 's/"impl":"parallax"/"impl":"baseline"/' | tee -a "$out"
+        fi
+    }
+    for r in $(seq "$rounds"); do
+        # baseline and ours in alternating order (ABBA), so that neither
+        # always runs right after the reference
+        if ((r % 2)); then baseline; fi
         "$bin" bench train-step --batch 64 --steps 5 --warmup 2 | tee -a "$out"
+        if ((r % 2 == 0)); then baseline; fi
         env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$py" "$ref" \
             --batch 64 --steps 5 --warmup 2 --threads "$threads" | tee -a "$out"
     done
@@ -53,22 +69,30 @@ esac
 python3 - "$out" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
-ours = [r["step_s"] for r in rows if r["impl"] == "parallax"]
-ref = [r["step_s"] for r in rows if r["impl"] != "parallax"]
-ratios = [a / b for a, b in zip(ours, ref)]
-summary = {
-    "rounds": len(ratios),
-    "ours_step_s_median": statistics.median(ours),
-    "pytorch_step_s_median": statistics.median(ref),
-    "step_time_ratio_ours_over_pytorch_median": round(statistics.median(ratios), 3),
+by = {
+    "ours": [r for r in rows if r["impl"] == "parallax"],
+    "baseline": [r for r in rows if r["impl"] == "baseline"],
+    "pytorch": [r for r in rows if r["impl"] not in ("parallax", "baseline")],
 }
-if all("images_per_s" in r for r in rows):
-    tp = [a["images_per_s"] / b["images_per_s"] for a, b in zip(
-        [r for r in rows if r["impl"] == "parallax"], [r for r in rows if r["impl"] != "parallax"])]
-    summary["throughput_ratio_ours_over_pytorch_median"] = round(statistics.median(tp), 3)
-if all(r.get("peak_rss_mib") for r in rows):
-    mem = [a["peak_rss_mib"] / b["peak_rss_mib"] for a, b in zip(
-        [r for r in rows if r["impl"] == "parallax"], [r for r in rows if r["impl"] != "parallax"])]
-    summary["peak_rss_ratio_ours_over_pytorch_median"] = round(statistics.median(mem), 3)
+def med(rs, key):
+    return statistics.median(r[key] for r in rs)
+def ratio(a, b, key):
+    # per round, then the median over rounds
+    return round(statistics.median(x[key] / y[key] for x, y in zip(by[a], by[b])), 3)
+summary = {
+    "rounds": len(by["ours"]),
+    "ours_step_s_median": med(by["ours"], "step_s"),
+    "pytorch_step_s_median": med(by["pytorch"], "step_s"),
+    "step_time_ratio_ours_over_pytorch_median": ratio("ours", "pytorch", "step_s"),
+}
+pairs = [("ours", "pytorch")]
+if by["baseline"]:
+    summary["baseline_step_s_median"] = med(by["baseline"], "step_s")
+    pairs += [("baseline", "pytorch"), ("ours", "baseline")]
+for a, b in pairs:
+    if all("images_per_s" in r for r in by[a] + by[b]):
+        summary[f"throughput_ratio_{a}_over_{b}_median"] = ratio(a, b, "images_per_s")
+    if all(r.get("peak_rss_mib") for r in by[a] + by[b]):
+        summary[f"peak_rss_ratio_{a}_over_{b}_median"] = ratio(a, b, "peak_rss_mib")
 print(json.dumps(summary))
 PY
