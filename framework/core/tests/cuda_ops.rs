@@ -23,6 +23,7 @@ use parallax_core::ops::conv2d::{conv2d_with, Conv2dConfig};
 use parallax_core::ops::layer_norm::{layer_norm, rms_norm};
 use parallax_core::ops::linear::linear;
 use parallax_core::ops::pool::{avg_pool2d_with, max_pool2d_with, Pool2dConfig};
+use parallax_core::ops::residual::{residual_train, ConvBnParams};
 use parallax_core::ops::softmax::{log_softmax_last_dim, softmax_last_dim};
 use parallax_core::rng::Rng;
 
@@ -275,4 +276,30 @@ fn norms_softmax_linear_and_add_relu_on_cuda_match_the_cpu() {
     let a = input(14, &[4, 6, 5, 3], 1.0);
     let f = |ts: &[Tensor]| add_relu(&ts[0], &ts[1]);
     compare("add + relu", &gpu, &[x4, a], &f, 1e-6, (3e-2, true));
+}
+
+#[test]
+fn a_residual_block_on_cuda_matches_the_fused_cpu_op() {
+    let Some(gpu) = gpu() else { return };
+    // a basic block with a strided projection: on the GPU the separate
+    // ops, on the CPU the fused op
+    let mut inputs = vec![input(20, &[2, 4, 6, 6], 1.0)];
+    for (i, (o, c, k)) in [(6, 4, 3), (6, 6, 3), (6, 4, 1)].into_iter().enumerate() {
+        let seed = 21 + 3 * i as u64;
+        inputs.push(input(seed, &[o, c, k, k], 0.3));
+        inputs.push((input(seed + 1, &[o], 0.3) + 1.0).unwrap());
+        inputs.push(input(seed + 2, &[o], 0.3));
+    }
+    let f = |ts: &[Tensor]| {
+        let layer = |i: usize, stride: usize, k: usize| ConvBnParams {
+            conv: &ts[1 + 3 * i],
+            cfg: Conv2dConfig::square(stride, k / 2),
+            bn_weight: &ts[2 + 3 * i],
+            bn_bias: &ts[3 + 3 * i],
+            eps: 1e-5,
+        };
+        let layers = [layer(0, 2, 3), layer(1, 1, 3)];
+        Ok(residual_train(&ts[0], &layers, Some(&layer(2, 2, 1)))?.y)
+    };
+    compare("residual block", &gpu, &inputs, &f, 1e-4, (5e-2, false));
 }
