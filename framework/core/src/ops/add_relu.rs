@@ -152,8 +152,7 @@ pub(crate) fn relu_mask(y: &Tensor, g: &Tensor) -> Result<Tensor> {
         .apply_op2_no_bwd(&g.contiguous()?, &ReluMask)
 }
 
-/// `a + b` in parallel (CPU f32/f64, no autograd; Candle's add runs on one
-/// thread).
+/// `a + b` in parallel chunks (CPU f32/f64, no autograd).
 pub(crate) fn add_no_grad(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.contiguous()?.apply_op2_no_bwd(&b.contiguous()?, &Add)
 }
