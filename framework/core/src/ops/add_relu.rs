@@ -102,7 +102,7 @@ impl CustomOp2 for AddRelu {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = res.apply_op2_no_bwd(&grad.contiguous()?, &ReluMask)?;
+        let g = relu_mask(res, grad)?;
         Ok((Some(g.clone()), Some(g)))
     }
 }

@@ -146,9 +146,6 @@ impl Residual {
                 relu(a + b)
             }),
         };
-        if y.len() != a.len() {
-            bail!("residual: the shortcut and the branch differ in size")
-        }
         Ok((T::to_cpu_storage_owned(y), self.branch.shape().clone()))
     }
 }
@@ -247,8 +244,7 @@ pub fn residual_train(
         taped.push(layer);
         h = out;
     }
-    let projection_params = projection;
-    let projection = match projection {
+    let shortcut = match projection {
         Some(p) => {
             let (layer, out, mean, var) = Taped::run(x.detach(), p, false)?;
             stats.push(BatchStats::of(&out, mean, var)?);
@@ -256,18 +252,19 @@ pub fn residual_train(
         }
         None => None,
     };
-    let shortcut = projection.as_ref().map_or(x.dims(), |(_, s)| s.dims());
-    if h.dims() != shortcut {
+    // `add` relies on this: the sum zips the two element by element
+    let shortcut_dims = shortcut.as_ref().map_or(x.dims(), |(_, s)| s.dims());
+    if h.dims() != shortcut_dims {
         bail!(
             "residual: the branch gives {:?}, the shortcut {:?}",
             h.dims(),
-            shortcut
+            shortcut_dims
         )
     }
     // every parameter in the order the backward returns their gradients
     let flat = layers
         .iter()
-        .chain(projection_params)
+        .chain(projection)
         .flat_map(|p| [p.conv, p.bn_weight, p.bn_bias])
         .map(|t| t.flatten_all())
         .collect::<Result<Vec<_>>>()?;
@@ -275,7 +272,7 @@ pub fn residual_train(
     let op = Residual {
         layers: taped,
         branch: h,
-        projection,
+        projection: shortcut,
     };
     let y = x.apply_op2(&params, op)?;
     Ok(ResidualOut { y, stats })
