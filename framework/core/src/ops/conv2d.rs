@@ -34,6 +34,7 @@
 //! [`Im2col`] op, whose backward is [`Col2im`], then `matmul`): kept to
 //! compare with, and for higher-order gradients.
 
+use super::transpose::transpose_images;
 use super::{
     contiguous_slice, cpu_half, kernel_supported, pad_to, par_init, simd, split_ranges, Real,
 };
@@ -735,45 +736,6 @@ fn gemm<T: Real>(
             },
         )
     }
-}
-
-/// `dst = srcᵀ` for a row-major `rows×cols` `src`, in cache-sized blocks.
-#[inline(always)]
-fn transpose<T: Real>(src: &[T], rows: usize, cols: usize, dst: &mut [MaybeUninit<T>]) {
-    const BLOCK: usize = 32;
-    for i0 in (0..rows).step_by(BLOCK) {
-        let i1 = (i0 + BLOCK).min(rows);
-        for j0 in (0..cols).step_by(BLOCK) {
-            let j1 = (j0 + BLOCK).min(cols);
-            for j in j0..j1 {
-                let d = &mut dst[j * rows..][i0..i1];
-                for (o, i) in d.iter_mut().zip(i0..i1) {
-                    o.write(src[i * cols + j]);
-                }
-            }
-        }
-    }
-}
-
-/// Per-image transposes `[nb, rows, cols] -> [nb, cols, rows]` in parallel.
-fn transpose_images<T: Real>(
-    src: &[T],
-    (nb, rows, cols): (usize, usize, usize),
-    dst: &mut [MaybeUninit<T>],
-) {
-    let len = rows * cols;
-    if len == 0 {
-        return;
-    }
-    dst[..nb * len]
-        .par_chunks_mut(len)
-        .zip(src[..nb * len].par_chunks(len))
-        .for_each(|(d, s)| {
-            simd(
-                #[inline(always)]
-                || transpose(s, rows, cols, d),
-            )
-        });
 }
 
 /// A fresh vector of `n` elements filled by `fill`, which must write every

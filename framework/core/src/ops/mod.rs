@@ -65,6 +65,7 @@ pub mod linear;
 pub mod pool;
 pub mod residual;
 pub mod softmax;
+pub(crate) mod transpose;
 
 use candle_core::{bail, CpuStorage, DType, Layout, Result, Tensor, WithDType};
 use rayon::prelude::*;
