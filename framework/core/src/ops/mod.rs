@@ -30,6 +30,8 @@
 //!   a backward (Candle's `softmax_last_dim` has none).
 //! - [`linear::linear`] / [`linear::matmul`] (and the `Linear` layer): right
 //!   for non-contiguous inputs, where Candle's `Linear` gives wrong values.
+//! - `transpose` (crate-internal): the convolutions' NCHW <-> channels-last
+//!   layout changes, f32 in 8x8 AVX register tiles.
 //! - [`dropout::dropout`]: inverted dropout with a mask from the seeded
 //!   [`crate::rng::Rng`] (Candle's RNG cannot be seeded).
 //!
