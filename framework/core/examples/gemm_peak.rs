@@ -12,9 +12,10 @@
 
 use std::time::Instant;
 
-/// (what, m, n, k, dst strides, lhs strides, rhs strides, accumulate)
+/// One product: (what, m, n, k, dst strides, lhs strides, rhs strides,
+/// accumulate).
 type Case = (
-    &'static str,
+    String,
     usize,
     usize,
     usize,
@@ -24,98 +25,23 @@ type Case = (
     bool,
 );
 
-const CASES: &[Case] = &[
-    (
-        "64->64 @32 forward",
-        64,
-        3072,
-        576,
-        (1, 64),
-        (576, 1),
-        (1, 576),
-        false,
-    ),
-    (
-        "64->64 @32 kernel grad.",
-        64,
-        576,
-        3072,
-        (576, 1),
-        (3072, 1),
-        (576, 1),
-        true,
-    ),
-    (
-        "64->64 @32 input grad.",
-        576,
-        3072,
-        64,
-        (1, 576),
-        (1, 576),
-        (3072, 1),
-        false,
-    ),
-    (
-        "128->128 @16 forward",
-        128,
-        1536,
-        1152,
-        (1, 128),
-        (1152, 1),
-        (1, 1152),
-        false,
-    ),
-    (
-        "128->128 @16 kernel grad.",
-        128,
-        1152,
-        1536,
-        (1152, 1),
-        (1536, 1),
-        (1152, 1),
-        true,
-    ),
-    (
-        "128->128 @16 input grad.",
-        1152,
-        1536,
-        128,
-        (1, 1152),
-        (1, 1152),
-        (1536, 1),
-        false,
-    ),
-    (
-        "256->256 @8 forward",
-        256,
-        832,
-        2304,
-        (1, 256),
-        (2304, 1),
-        (1, 2304),
-        false,
-    ),
-    (
-        "256->256 @8 kernel grad.",
-        256,
-        2304,
-        832,
-        (2304, 1),
-        (832, 1),
-        (2304, 1),
-        true,
-    ),
-    (
-        "256->256 @8 input grad.",
-        2304,
-        832,
-        256,
-        (1, 2304),
-        (1, 2304),
-        (832, 1),
-        false,
-    ),
-];
+/// The 3x3 stride-1 convolutions measured: (channels, side, pixels per
+/// chunk, i.e. images per chunk x side²), as `conv2d` chunks a batch of 64.
+const LAYERS: &[(usize, usize, usize)] = &[(64, 32, 3072), (128, 16, 1536), (256, 8, 832)];
+
+/// The three products of a `c -> c` 3x3 convolution on the channels-last
+/// path, with `p` pixels per chunk and `k = 9c` taps: the forward
+/// (`[O, p] = w · colsᵀ`, written channels-last), the kernel gradient
+/// (`dw [O, k] += dy · cols`) and the input gradient (`dcols = wᵀ · dy`).
+fn products(c: usize, side: usize, p: usize) -> [Case; 3] {
+    let k = 9 * c;
+    let name = |what: &str| format!("{c}->{c} @{side} {what}");
+    [
+        (name("forward"), c, p, k, (1, c), (k, 1), (1, k), false),
+        (name("kernel grad."), c, k, p, (k, 1), (p, 1), (k, 1), true),
+        (name("input grad."), k, p, c, (1, k), (1, k), (p, 1), false),
+    ]
+}
 
 /// GFLOP/s of one core: 12 independent chains of 16-lane fused
 /// multiply-adds (more than the 2 units x 4 cycles of latency need) in
@@ -194,7 +120,8 @@ fn main() {
             .wrapping_add(1442695040888963407);
         ((x >> 40) as f32 / (1u64 << 24) as f32) - 0.5
     };
-    for &(what, m, n, k, d, l, r, acc) in CASES {
+    let cases = LAYERS.iter().flat_map(|&(c, side, p)| products(c, side, p));
+    for (what, m, n, k, d, l, r, acc) in cases {
         let a: Vec<f32> = (0..span(m, k, l)).map(|_| rand()).collect();
         let b: Vec<f32> = (0..span(k, n, r)).map(|_| rand()).collect();
         let mut c: Vec<f32> = (0..span(m, n, d)).map(|_| rand()).collect();
