@@ -16,7 +16,8 @@ use candle_core::{DType, Result, Tensor, Var};
 use common::*;
 use parallax_core::ops::conv1d::{conv1d, Conv1dConfig};
 use parallax_core::ops::conv2d::{
-    conv2d, conv2d_composite, conv2d_unfused, conv2d_with, ColsLayout, Conv2dConfig,
+    conv2d, conv2d_backward, conv2d_composite, conv2d_unfused, conv2d_with, set_winograd,
+    winograd_enabled, ColsLayout, Conv2dConfig,
 };
 use parallax_core::ops::pool::{
     avg_pool2d, avg_pool2d_composite, avg_pool2d_with, global_avg_pool2d, max_pool2d,
@@ -122,6 +123,18 @@ fn conv2d_cases() -> Vec<([usize; 4], [usize; 4], Conv2dConfig)> {
             cfg((1, 2), (1, 0), (1, 1), 1),
         ),
         ([2, 16, 5, 4], [3, 16, 3, 3], cfg((2, 1), (1, 1), (1, 1), 1)),
+        // Dense 3x3, stride 1, at least 16 channels in and out: Winograd's
+        // F(2x2, 3x3). Odd and even sizes, padding 0-2 per axis.
+        (
+            [2, 16, 5, 7],
+            [16, 16, 3, 3],
+            cfg((1, 1), (1, 1), (1, 1), 1),
+        ),
+        (
+            [1, 17, 4, 6],
+            [16, 17, 3, 3],
+            cfg((1, 1), (0, 2), (1, 1), 1),
+        ),
         // Padding wider than the dilated kernel reaches.
         ([1, 2, 3, 2], [2, 2, 2, 2], cfg((1, 1), (2, 3), (2, 1), 1)),
     ]
@@ -148,6 +161,30 @@ fn conv2d_with_forward_matches_direct_f64() -> Result<()> {
             let err = rel_err(&values(&y), &expect, 1.0);
             assert!(err < 1e-12, "{name} x{xs:?} w{ws:?} {c:?}: {err}");
         }
+    }
+    Ok(())
+}
+
+/// Winograd's path and the unfolding path (`set_winograd`) agree on a
+/// convolution both can run, forward and both gradients (f64).
+#[test]
+fn winograd_switch_gives_the_same_convolution_f64() -> Result<()> {
+    let (xs, ws) = ([3usize, 16, 9, 10], [20usize, 16, 3, 3]);
+    let c = cfg((1, 1), (1, 1), (1, 1), 1);
+    let (x, w) = inputs(23, &xs, &ws, DType::F64);
+    let dy = normal(&mut Rng::new(24), &[3, 20, 9, 10], 0.0, 1.0, DType::F64);
+    let run = |on: bool| -> Result<Vec<Vec<f64>>> {
+        set_winograd(on);
+        assert_eq!(winograd_enabled(), on);
+        let y = conv2d_with(&x, &w, &c)?;
+        let (dx, dw) = conv2d_backward(&x, &w, &dy, &c, (true, true))?;
+        set_winograd(true);
+        Ok(vec![values(&y), values(&dx.unwrap()), values(&dw.unwrap())])
+    };
+    let (on, off) = (run(true)?, run(false)?);
+    for (a, b) in on.iter().zip(&off) {
+        let err = rel_err(a, b, 1.0);
+        assert!(err < 1e-12, "{err}");
     }
     Ok(())
 }

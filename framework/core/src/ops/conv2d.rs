@@ -30,11 +30,16 @@
 //! parallel with one thread each (single-threaded GEMMs); otherwise one
 //! after the other, each GEMM on all threads.
 //!
+//! Dense 3x3 stride-1 convolutions on at least 16 channels and 8x8 outputs
+//! (most of a ResNet's products) run by Winograd's F(2x2, 3x3) instead
+//! (`super::winograd`: 2.25x fewer products), forward and backward.
+//!
 //! [`conv2d_unfused`] leaves the matmul to Candle's autograd (the
 //! [`Im2col`] op, whose backward is [`Col2im`], then `matmul`): kept to
 //! compare with, and for higher-order gradients.
 
 use super::transpose::transpose_images;
+use super::winograd;
 use super::{
     contiguous_slice, cpu_half, kernel_supported, pad_to, par_init, simd, split_ranges, Real,
 };
@@ -637,10 +642,10 @@ fn tensor_data<T: Real>(t: &Tensor, f: impl FnOnce(&[T]) -> Result<()>) -> Resul
 
 /// A `rows×cols` matrix view of a slice, with row and column strides.
 #[derive(Clone, Copy)]
-struct Mat<'a, T> {
-    data: &'a [T],
-    rs: usize,
-    cs: usize,
+pub(super) struct Mat<'a, T> {
+    pub(super) data: &'a [T],
+    pub(super) rs: usize,
+    pub(super) cs: usize,
 }
 
 /// Elements a `rows×cols` matrix with strides `(rs, cs)` spans.
@@ -655,14 +660,14 @@ fn span(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
 /// Whether one [`gemm`] call uses the whole rayon pool, or one thread
 /// (when the caller runs several in parallel).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Threads {
+pub(super) enum Threads {
     All,
     One,
 }
 
 /// Where [`gemm`] writes: a fresh buffer (every element written) or one
 /// it adds onto.
-enum Dst<'a, T> {
+pub(super) enum Dst<'a, T> {
     Fresh(&'a mut [MaybeUninit<T>]),
     Add(&'a mut [T]),
 }
@@ -672,7 +677,7 @@ enum Dst<'a, T> {
 /// of `dst`. The strides let the kernels below multiply views in place —
 /// no transposed copies, no zero-fill of fresh outputs, and accumulation
 /// without a temporary.
-fn gemm<T: Real>(
+pub(super) fn gemm<T: Real>(
     (m, n, k): (usize, usize, usize),
     dst: Dst<'_, T>,
     (drs, dcs): (usize, usize),
@@ -962,6 +967,9 @@ impl Conv2d {
     /// the product into `[nb, O, Ho·Wo]` (see [`Path`]).
     fn fwd<T: Real>(&self, x: &[T], w: &[T], g: &ConvGeometry, o: usize) -> Result<Vec<T>> {
         let groups = self.config.groups;
+        if winograd::applies(g, groups, o) {
+            return Ok(winograd::forward(x, w, g, o));
+        }
         let nhwc = Nhwc { g, groups };
         let (k, hw, chw) = (g.patch(), g.ho * g.wo, g.c * g.h * g.w);
         let (og, kg) = (o / groups, k / groups);
@@ -1065,6 +1073,9 @@ impl Conv2d {
         let (o, k, hw, chw) = (w.dim(0)?, g.patch(), g.ho * g.wo, g.c * g.h * g.w);
         let (og, kg) = (o / groups, k / groups);
         let (x, w, dy) = (x.contiguous()?, w.contiguous()?, dy.contiguous()?);
+        if winograd::applies(&g, groups, o) {
+            return self.bwd_winograd::<T>(&x, &w, &dy, &g, (need_x, need_w));
+        }
         let (dx_path, dw_path) = (Path::input_grad(&g, groups), Path::kernel_grad(&g, groups));
         // The Taps path adds onto a zeroed `dx`; the Nhwc path writes every
         // element once (its transposes), into spare capacity.
@@ -1218,6 +1229,37 @@ impl Conv2d {
         };
         Ok((dx, dw))
     }
+
+    /// [`Self::bwd_typed`] by Winograd's F(2x2, 3x3) ([`winograd`]).
+    fn bwd_winograd<T: Real>(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        dy: &Tensor,
+        g: &ConvGeometry,
+        need: (bool, bool),
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let o = w.dim(0)?;
+        let mut grads = (Vec::new(), Vec::new());
+        tensor_data::<T>(x, |xs| {
+            tensor_data::<T>(w, |ws| {
+                tensor_data::<T>(dy, |dys| {
+                    grads = winograd::backward(xs, ws, dys, g, o, need);
+                    Ok(())
+                })
+            })
+        })?;
+        let (dx, dw) = grads;
+        let dx = need
+            .0
+            .then(|| Tensor::from_vec(dx, x.shape(), x.device()))
+            .transpose()?;
+        let dw = need
+            .1
+            .then(|| Tensor::from_vec(dw, w.shape(), w.device()))
+            .transpose()?;
+        Ok((dx, dw))
+    }
 }
 
 /// How one product of [`Conv2d`] lays out its unfolded input. Measured on
@@ -1337,6 +1379,20 @@ pub fn conv2d_backward(
         DType::F32 => op.bwd_typed::<f32>(x, w, dy, need),
         _ => op.bwd_typed::<f64>(x, w, dy, need),
     }
+}
+
+/// Switches Winograd's F(2x2, 3x3) for the dense 3x3 stride-1 convolutions
+/// on or off for the whole process (on by default; off, they unfold like
+/// the others). Both give the same values up to rounding; the switch is
+/// there to compare the two (`examples/winograd.rs`) and to rule the
+/// transforms out when chasing a numerical difference.
+pub fn set_winograd(on: bool) {
+    winograd::set_enabled(on);
+}
+
+/// Whether [`set_winograd`] left Winograd's convolutions on.
+pub fn winograd_enabled() -> bool {
+    winograd::enabled()
 }
 
 /// Checks ranks, dtypes and the whole geometry of `conv2d_with(x, w, cfg)`.

@@ -30,6 +30,8 @@
 //!   a backward (Candle's `softmax_last_dim` has none).
 //! - [`linear::linear`] / [`linear::matmul`] (and the `Linear` layer): right
 //!   for non-contiguous inputs, where Candle's `Linear` gives wrong values.
+//! - `winograd` (crate-internal): the 3x3 stride-1 convolutions (and both
+//!   gradients) by Winograd's F(2x2, 3x3), 2.25x fewer products.
 //! - `transpose` (crate-internal): the convolutions' NCHW <-> channels-last
 //!   layout changes, f32 in 8x8 AVX register tiles.
 //! - [`dropout::dropout`]: inverted dropout with a mask from the seeded
@@ -68,6 +70,7 @@ pub mod pool;
 pub mod residual;
 pub mod softmax;
 pub(crate) mod transpose;
+pub(crate) mod winograd;
 
 use candle_core::{bail, CpuStorage, DType, Layout, Result, Tensor, WithDType};
 use rayon::prelude::*;
