@@ -31,8 +31,8 @@
 //! after the other, each GEMM on all threads.
 //!
 //! Dense 3x3 stride-1 convolutions on at least 16 channels and 8x8 outputs
-//! (most of a ResNet's products) run by Winograd's F(2x2, 3x3) instead
-//! (`super::winograd`: 2.25x fewer products), forward and backward.
+//! (most of a ResNet's products) run by Winograd's F(4x4, 3x3) instead
+//! (`super::winograd`: 4x fewer products), forward and backward.
 //!
 //! [`conv2d_unfused`] leaves the matmul to Candle's autograd (the
 //! [`Im2col`] op, whose backward is [`Col2im`], then `matmul`): kept to
@@ -1230,7 +1230,7 @@ impl Conv2d {
         Ok((dx, dw))
     }
 
-    /// [`Self::bwd_typed`] by Winograd's F(2x2, 3x3) ([`winograd`]).
+    /// [`Self::bwd_typed`] by Winograd's algorithms ([`winograd`]).
     fn bwd_winograd<T: Real>(
         &self,
         x: &Tensor,
@@ -1381,7 +1381,7 @@ pub fn conv2d_backward(
     }
 }
 
-/// Switches Winograd's F(2x2, 3x3) for the dense 3x3 stride-1 convolutions
+/// Switches Winograd's algorithms for the dense 3x3 stride-1 convolutions
 /// on or off for the whole process (on by default; off, they unfold like
 /// the others). Both give the same values up to rounding; the switch is
 /// there to compare the two (`examples/winograd.rs`) and to rule the

@@ -31,7 +31,7 @@
 //! - [`linear::linear`] / [`linear::matmul`] (and the `Linear` layer): right
 //!   for non-contiguous inputs, where Candle's `Linear` gives wrong values.
 //! - `winograd` (crate-internal): the 3x3 stride-1 convolutions (and both
-//!   gradients) by Winograd's F(2x2, 3x3), 2.25x fewer products.
+//!   gradients) by Winograd's F(4x4, 3x3), 4x fewer products.
 //! - `transpose` (crate-internal): the convolutions' NCHW <-> channels-last
 //!   layout changes, f32 in 8x8 AVX register tiles.
 //! - [`dropout::dropout`]: inverted dropout with a mask from the seeded

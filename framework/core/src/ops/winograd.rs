@@ -1,38 +1,42 @@
-//! Winograd's minimal filtering F(2x2, 3x3) for the 3x3, stride-1
+//! Winograd's minimal filtering F(m×m, 3×3) for the 3x3, stride-1
 //! convolutions of [`super::conv2d`] (Lavin & Gray, "Fast Algorithms for
 //! Convolutional Neural Networks", CVPR 2016).
 //!
-//! The output is cut into 2x2 tiles; each reads a 4x4 patch `d` of the
-//! padded input. With the fixed matrices `Bᵀ` (4x4), `G` (4x3) and `Aᵀ`
-//! (2x4), a tile of the output is `Aᵀ [Σ_c (G g Gᵀ) ⊙ (Bᵀ d B)] A`: the sum
-//! over input channels at each of the 16 transformed positions is one GEMM
-//! over all tiles, `[tiles, C]·[C, O]`, with 16 multiply-adds per 4 outputs
-//! and channel where the direct convolution needs 36 — 2.25x fewer
-//! products, and a transformed input 4x the input's size where the unfolded
-//! columns are 9x.
+//! The output is cut into m×m tiles; each reads a P×P patch `d` (P = m+2)
+//! of the padded input. With the fixed matrices `Bᵀ` (P×P), `G` (P×3) and
+//! `Aᵀ` (m×P), a tile of the output is `Aᵀ [Σ_c (G g Gᵀ) ⊙ (Bᵀ d B)] A`:
+//! the sum over input channels at each of the P² transformed positions is
+//! one GEMM over all tiles, `[tiles, C]·[C, O]`. [`F2`] (m = 2) needs 16
+//! multiply-adds per 4 outputs and channel where the direct convolution
+//! needs 36 (2.25x fewer); [`F4`] (m = 4) 36 per 16 (4x fewer), with a
+//! transformed input 2.25x the input's size where unfolded columns are 9x.
 //!
 //! The two gradients follow from the same identity read backwards (each
 //! transform's adjoint): with `dM = A dY Aᵀ` per tile of the output
-//! gradient, the kernel gradient is `Gᵀ [Σ_tiles (Bᵀ d B) ⊙ dM] G` (16 GEMMs
-//! `[C, tiles]·[tiles, O]`) and the input gradient adds
-//! `B [Σ_o dM ⊙ (G g Gᵀ)] Bᵀ` onto each tile's 4x4 patch (16 GEMMs
-//! `[tiles, O]·[O, C]`). The transforms multiply by 0, ±1 and ±1/2 only.
+//! gradient, the kernel gradient is `Gᵀ [Σ_tiles (Bᵀ d B) ⊙ dM] G` (P²
+//! GEMMs `[C, tiles]·[tiles, O]`) and the input gradient adds
+//! `B [Σ_o dM ⊙ (G g Gᵀ)] Bᵀ` onto each tile's patch (P² GEMMs
+//! `[tiles, O]·[O, C]`). Every 2-D transform is a 1-D one applied to the
+//! columns and then the rows ([`sandwich`]), so an algorithm is its six
+//! 1-D transforms ([`Algorithm`]).
 //!
 //! The transforms work channels-last (each image moved to `[H, W, C]` by
 //! the register-tile transposes of [`super::transpose`]), so that every
 //! step is an element-wise combination of runs of channels, which LLVM
-//! vectorises ([`Lanes`]). The buffers are position-major (`[16, tiles,
+//! vectorises ([`Lanes`]). The buffers are position-major (`[P², tiles,
 //! channels]`): each GEMM reads and writes contiguous matrices. The work
-//! runs in units of whole images, one thread each, and inside a unit in
-//! blocks of tiles small enough ([`BLOCK_BYTES`]) that the transformed
-//! input and the products stay in the core's cache from the transform to
-//! the output transform ([`Plan`]). Every sum runs in an order fixed by the
-//! shape, so results do not depend on the number of threads.
+//! runs in units of whole images, and inside a unit in blocks of tiles
+//! small enough ([`BLOCK_BYTES`]) that the transformed input and the
+//! products stay in the core's cache from the transform to the output
+//! transform ([`Plan`]); units run in [`GROUPS`] groups, one thread and
+//! one set of buffers each. Every sum runs in an order fixed by the shape,
+//! so results do not depend on the number of threads.
 //!
 //! Measured against the unfolding path on the CIFAR ResNet-18 shapes
-//! (`examples/bench_ops.rs`): about even on 64 channels at 32x32, 15-30%
-//! faster on 128 at 16x16 and 256 at 8x8, slower at 4x4, which stays on
-//! the unfolding path ([`MIN_PIXELS`]).
+//! (`examples/winograd.rs`, batch 128): F(4×4, 3×3) takes 0.47-0.78 of its
+//! time on the 3x3 layers of 8x8 maps and larger; at 4x4 its kernel
+//! gradient was several times slower, and that stage stays on the
+//! unfolding path ([`MIN_PIXELS`]).
 
 use super::conv2d::{gemm, ConvGeometry, Dst, Mat, Threads};
 use super::transpose::transpose;
@@ -571,10 +575,16 @@ impl Plan {
 fn pad_channels_last<T: Real>(x: &[T], c: usize, t: &Tiles, xt: &mut [T], pad: &mut [T]) {
     let (hw, pw_) = (t.h * t.w, t.padded_w());
     transpose(x, c, hw, as_uninit(&mut xt[..hw * c]));
-    pad.fill(T::zero());
+    // Zeros above and below the image, and left and right of each row.
+    let rows = t.padded_len() / pw_;
+    pad[..t.ph * pw_ * c].fill(T::zero());
+    pad[(t.ph + t.h).min(rows) * pw_ * c..rows * pw_ * c].fill(T::zero());
     for y in 0..t.h {
-        let row = (y + t.ph) * pw_ + t.pw;
-        pad[row * c..(row + t.w) * c].copy_from_slice(&xt[y * t.w * c..(y + 1) * t.w * c]);
+        let row = (y + t.ph) * pw_;
+        let (l, r) = (row + t.pw, row + t.pw + t.w);
+        pad[row * c..l * c].fill(T::zero());
+        pad[l * c..r * c].copy_from_slice(&xt[y * t.w * c..(y + 1) * t.w * c]);
+        pad[r * c..(row + pw_) * c].fill(T::zero());
     }
 }
 
@@ -797,6 +807,22 @@ pub(crate) fn backward<T: Real>(
     }
 }
 
+/// Units run in this many groups of consecutive units, each on one thread
+/// with one set of scratch buffers; for the kernel gradient each group sums
+/// its units' products into its own buffer and the groups' sums are added
+/// in order, so the result depends on the shape only.
+const GROUPS: usize = 4;
+
+/// `work` cut into `n` runs of consecutive items (fewer if it is shorter).
+fn groups<W>(mut work: Vec<W>, n: usize) -> Vec<Vec<W>> {
+    let mut out = Vec::new();
+    for part in split_ranges(work.len(), n).into_iter().rev() {
+        out.push(work.split_off(part.start));
+    }
+    out.reverse();
+    out
+}
+
 /// [`forward`] by the algorithm `A`.
 fn forward_with<A: Algorithm<M, P>, T: Real, const M: usize, const P: usize>(
     x: &[T],
@@ -817,35 +843,33 @@ fn forward_with<A: Algorithm<M, P>, T: Real, const M: usize, const P: usize>(
         &plan.units,
         o * ohw,
     );
-    plan.units.clone().into_par_iter().zip(outs).for_each_init(
-        || {
-            (
-                vec![T::zero(); hw.max(ohw) * c.max(o)],
-                vec![T::zero(); nbm * t.padded_len() * c],
-                vec![T::zero(); pos * blk * c],
-                vec![T::zero(); pos * blk * o],
-                vec![T::zero(); nbm * flen * o],
-            )
-        },
-        |(xt, pad, v, m, frame), (r, out)| {
+    let work: Vec<_> = plan.units.iter().cloned().zip(outs).collect();
+    // Groups of units, one set of scratch buffers each.
+    groups(work, GROUPS).into_par_iter().for_each(|group| {
+        let mut xt = vec![T::zero(); hw.max(ohw) * c.max(o)];
+        let mut pad = vec![T::zero(); nbm * t.padded_len() * c];
+        let mut v = vec![T::zero(); pos * blk * c];
+        let mut m = vec![T::zero(); pos * blk * o];
+        let mut frame = vec![T::zero(); nbm * flen * o];
+        for (r, out) in group {
             let nb = r.len();
             let plen = t.padded_len() * c;
             for (img, x) in x[r.start * c * hw..r.end * c * hw]
                 .chunks_exact(c * hw)
                 .enumerate()
             {
-                pad_channels_last(x, c, &t, xt, &mut pad[img * plen..(img + 1) * plen]);
+                pad_channels_last(x, c, &t, &mut xt, &mut pad[img * plen..(img + 1) * plen]);
             }
             for (b0, n) in plan.blocks(nb, &t) {
                 simd(
                     #[inline(always)]
-                    || input_block::<A, T, M, P>(pad, c, &t, (b0, n), v),
+                    || input_block::<A, T, M, P>(&pad, c, &t, (b0, n), &mut v),
                 );
                 // M_p [n, O] = V_p [n, C] · U_p [C, O]
                 products(
                     pos,
                     (n, o, c),
-                    m,
+                    &mut m,
                     false,
                     |p| Mat {
                         data: &v[p * n * c..],
@@ -860,7 +884,7 @@ fn forward_with<A: Algorithm<M, P>, T: Real, const M: usize, const P: usize>(
                 );
                 simd(
                     #[inline(always)]
-                    || output_block::<A, T, M, P>(m, o, &t, (b0, n), frame),
+                    || output_block::<A, T, M, P>(&m, o, &t, (b0, n), &mut frame),
                 );
             }
             // Each image's frame [Ho·Wo (cut from the tiles' frame), O] -> [O, Ho·Wo].
@@ -878,18 +902,13 @@ fn forward_with<A: Algorithm<M, P>, T: Real, const M: usize, const P: usize>(
                 };
                 transpose(src, ohw, o, dst);
             }
-        },
-    );
+        }
+    });
     // SAFETY: the units cover all images, and each image was written by
     // its transpose.
     unsafe { y.set_len(g.b * o * ohw) };
     y
 }
-
-/// Units run in this many groups for the kernel gradient, each summing its
-/// units' products into its own buffer (the groups' sums are then added in
-/// order, so the result depends on the shape only).
-const DW_GROUPS: usize = 4;
 
 /// [`backward`] by the algorithm `A`.
 fn backward_with<A: Algorithm<M, P>, T: Real, const M: usize, const P: usize>(
@@ -924,15 +943,9 @@ fn backward_with<A: Algorithm<M, P>, T: Real, const M: usize, const P: usize>(
     } else {
         plan.units.iter().map(|_| None).collect()
     };
-    // The units in DW_GROUPS runs of consecutive units.
-    let mut work: Vec<_> = plan.units.iter().cloned().zip(outs).collect();
-    let mut groups = Vec::new();
-    for part in split_ranges(work.len(), DW_GROUPS).into_iter().rev() {
-        groups.push(work.split_off(part.start));
-    }
-    groups.reverse();
+    let work: Vec<_> = plan.units.iter().cloned().zip(outs).collect();
     let dw_len = if need_w { pos * c * o } else { 0 };
-    let parts: Vec<Vec<T>> = groups
+    let parts: Vec<Vec<T>> = groups(work, GROUPS)
         .into_par_iter()
         .map(|group| {
             let mut du = vec![T::zero(); dw_len];
