@@ -123,17 +123,18 @@ fn conv2d_cases() -> Vec<([usize; 4], [usize; 4], Conv2dConfig)> {
             cfg((1, 2), (1, 0), (1, 1), 1),
         ),
         ([2, 16, 5, 4], [3, 16, 3, 3], cfg((2, 1), (1, 1), (1, 1), 1)),
-        // Dense 3x3, stride 1, at least 16 channels in and out: Winograd's
-        // F(2x2, 3x3). Odd and even sizes, padding 0-2 per axis.
+        // Dense 3x3, stride 1, at least 16 channels in and out and 64
+        // outputs per image: Winograd's F(4x4, 3x3) (both sides 8 or more)
+        // and F(2x2, 3x3) (6x16). Odd and even sizes, padding 0-2.
         (
-            [2, 16, 5, 7],
+            [1, 16, 9, 8],
             [16, 16, 3, 3],
             cfg((1, 1), (1, 1), (1, 1), 1),
         ),
         (
-            [1, 17, 4, 6],
+            [1, 17, 4, 18],
             [16, 17, 3, 3],
-            cfg((1, 1), (0, 2), (1, 1), 1),
+            cfg((1, 1), (2, 0), (1, 1), 1),
         ),
         // Padding wider than the dilated kernel reaches.
         ([1, 2, 3, 2], [2, 2, 2, 2], cfg((1, 1), (2, 3), (2, 1), 1)),

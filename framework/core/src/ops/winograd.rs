@@ -725,34 +725,36 @@ fn input_adjoint_block<A: Algorithm<M, P>, T: Real, const M: usize, const P: usi
     }
 }
 
-/// The `pos` products of a block, `dst_p [rows, cols] (+)= lhs_p · rhs_p`,
-/// one after the other on the calling thread.
+/// The `pos` products of a block, `dst_p [rows, cols] = lhs_p · rhs_p`
+/// into a fresh buffer or `+=` onto one, one after the other on the
+/// calling thread.
 fn products<'a, T: Real + 'a>(
     pos: usize,
     (rows, cols, inner): (usize, usize, usize),
-    dst: &mut [T],
-    add: bool,
+    dst: Dst<'_, T>,
     lhs: impl Fn(usize) -> Mat<'a, T>,
     rhs: impl Fn(usize) -> Mat<'a, T>,
 ) {
-    for (p, d) in dst[..pos * rows * cols]
-        .chunks_exact_mut((rows * cols).max(1))
-        .enumerate()
-        .take(pos)
-    {
-        let d = if add {
-            Dst::Add(d)
-        } else {
-            Dst::Fresh(as_uninit(d))
-        };
-        gemm(
-            (rows, cols, inner),
-            d,
-            (cols, 1),
-            lhs(p),
-            rhs(p),
-            Threads::One,
-        );
+    let (len, dims) = ((rows * cols).max(1), (rows, cols, inner));
+    match dst {
+        Dst::Fresh(d) => {
+            for (p, d) in d[..pos * rows * cols]
+                .chunks_exact_mut(len)
+                .enumerate()
+                .take(pos)
+            {
+                gemm(dims, Dst::Fresh(d), (cols, 1), lhs(p), rhs(p), Threads::One);
+            }
+        }
+        Dst::Add(d) => {
+            for (p, d) in d[..pos * rows * cols]
+                .chunks_exact_mut(len)
+                .enumerate()
+                .take(pos)
+            {
+                gemm(dims, Dst::Add(d), (cols, 1), lhs(p), rhs(p), Threads::One);
+            }
+        }
     }
 }
 
@@ -869,8 +871,7 @@ fn forward_with<A: Algorithm<M, P>, T: Real, const M: usize, const P: usize>(
                 products(
                     pos,
                     (n, o, c),
-                    &mut m,
-                    false,
+                    Dst::Fresh(as_uninit(&mut m)),
                     |p| Mat {
                         data: &v[p * n * c..],
                         rs: c,
@@ -948,7 +949,7 @@ fn backward_with<A: Algorithm<M, P>, T: Real, const M: usize, const P: usize>(
     let parts: Vec<Vec<T>> = groups(work, GROUPS)
         .into_par_iter()
         .map(|group| {
-            let mut du = vec![T::zero(); dw_len];
+            let mut du: Vec<T> = Vec::with_capacity(dw_len);
             let mut xt = vec![T::zero(); hw.max(ohw) * c.max(o)];
             let mut pad = vec![T::zero(); if need_w { nbm * plen * c } else { 0 }];
             let mut acc = vec![T::zero(); if need_x { nbm * plen * c } else { 0 }];
@@ -983,30 +984,33 @@ fn backward_with<A: Algorithm<M, P>, T: Real, const M: usize, const P: usize>(
                             || input_block::<A, T, M, P>(&pad, c, &t, (b0, n), &mut v),
                         );
                         // dU_p [C, O] += V_pᵀ [C, n] · dM_p [n, O]
-                        products(
-                            pos,
-                            (c, o, n),
-                            &mut du,
-                            true,
-                            |p| Mat {
-                                data: &v[p * n * c..],
-                                rs: 1,
-                                cs: c,
-                            },
-                            |p| Mat {
-                                data: &dm[p * n * o..],
-                                rs: o,
-                                cs: 1,
-                            },
-                        );
+                        // The group's first block writes `du` fresh (no
+                        // zeroing), the others add onto it.
+                        let lhs = |p: usize| Mat {
+                            data: &v[p * n * c..],
+                            rs: 1,
+                            cs: c,
+                        };
+                        let rhs = |p: usize| Mat {
+                            data: &dm[p * n * o..],
+                            rs: o,
+                            cs: 1,
+                        };
+                        if du.is_empty() {
+                            let fresh = &mut du.spare_capacity_mut()[..dw_len];
+                            products(pos, (c, o, n), Dst::Fresh(fresh), lhs, rhs);
+                            // SAFETY: the products wrote all `dw_len` values.
+                            unsafe { du.set_len(dw_len) };
+                        } else {
+                            products(pos, (c, o, n), Dst::Add(&mut du), lhs, rhs);
+                        }
                     }
                     if need_x {
                         // dV_p [n, C] = dM_p [n, O] · U_pᵀ [O, C]
                         products(
                             pos,
                             (n, c, o),
-                            &mut v,
-                            false,
+                            Dst::Fresh(as_uninit(&mut v)),
                             |p| Mat {
                                 data: &dm[p * n * o..],
                                 rs: o,
@@ -1045,12 +1049,20 @@ fn backward_with<A: Algorithm<M, P>, T: Real, const M: usize, const P: usize>(
         unsafe { dx.set_len(g.b * c * hw) };
     }
     let dw = if need_w {
-        let mut du = vec![T::zero(); dw_len];
-        for part in &parts {
-            for (d, &p) in du.iter_mut().zip(part) {
-                *d += p;
+        // The groups' sums added in group order (a group without units
+        // has none).
+        let mut sums = parts.into_iter().filter(|p| !p.is_empty());
+        let du = match sums.next() {
+            Some(mut du) => {
+                for part in sums {
+                    for (d, p) in du.iter_mut().zip(part) {
+                        *d += p;
+                    }
+                }
+                du
             }
-        }
+            None => vec![T::zero(); dw_len],
+        };
         kernel_adjoint::<A, T, M, P>(&du, o, c)
     } else {
         Vec::new()
