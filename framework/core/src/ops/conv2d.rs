@@ -588,7 +588,7 @@ fn batch_parallel(chunks: usize) -> bool {
 
 /// `out` cut into the disjoint runs of the image ranges `chunks`
 /// (`per_image` elements per image), paired with their ranges.
-fn split_images<'a, T>(
+pub(super) fn split_images<'a, T>(
     mut out: &'a mut [T],
     chunks: &[std::ops::Range<usize>],
     per_image: usize,

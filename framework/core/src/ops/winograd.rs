@@ -38,7 +38,7 @@
 //! gradient was several times slower, and that stage stays on the
 //! unfolding path ([`MIN_PIXELS`]).
 
-use super::conv2d::{gemm, ConvGeometry, Dst, Mat, Threads};
+use super::conv2d::{gemm, split_images, ConvGeometry, Dst, Mat, Threads};
 use super::transpose::transpose;
 use super::{simd, split_ranges, Real};
 use rayon::prelude::*;
@@ -758,23 +758,6 @@ fn products<'a, T: Real + 'a>(
     }
 }
 
-/// `out` cut into the runs of the image ranges `units`, `per_image`
-/// elements per image.
-fn split_units<'a, T>(
-    mut out: &'a mut [T],
-    units: &[std::ops::Range<usize>],
-    per_image: usize,
-) -> Vec<&'a mut [T]> {
-    units
-        .iter()
-        .map(|r| {
-            let (head, tail) = std::mem::take(&mut out).split_at_mut(r.len() * per_image);
-            out = tail;
-            head
-        })
-        .collect()
-}
-
 /// Which algorithm a shape runs: F(4×4, 3×3) on maps of 8x8 and larger
 /// (measured faster than F(2×2, 3×3) on the ResNet-18 shapes:
 /// `examples/winograd.rs`), F(2×2, 3×3) on smaller ones.
@@ -840,12 +823,11 @@ fn forward_with<A: Algorithm<M, P>, T: Real, const M: usize, const P: usize>(
     let u = kernel_transform::<A, T, M, P>(w, o, c);
     let (nbm, blk) = (plan.max_images(), plan.blk);
     let mut y: Vec<T> = Vec::with_capacity(g.b * o * ohw);
-    let outs = split_units(
+    let work = split_images(
         &mut y.spare_capacity_mut()[..g.b * o * ohw],
         &plan.units,
         o * ohw,
     );
-    let work: Vec<_> = plan.units.iter().cloned().zip(outs).collect();
     // Groups of units, one set of scratch buffers each.
     groups(work, GROUPS).into_par_iter().for_each(|group| {
         let mut xt = vec![T::zero(); hw.max(ohw) * c.max(o)];
@@ -932,19 +914,18 @@ fn backward_with<A: Algorithm<M, P>, T: Real, const M: usize, const P: usize>(
     };
     let (nbm, blk) = (plan.max_images(), plan.blk);
     let mut dx: Vec<T> = Vec::with_capacity(if need_x { g.b * c * hw } else { 0 });
-    let outs: Vec<Option<&mut [MaybeUninit<T>]>> = if need_x {
-        split_units(
+    let work: Vec<(_, Option<&mut [MaybeUninit<T>]>)> = if need_x {
+        split_images(
             &mut dx.spare_capacity_mut()[..g.b * c * hw],
             &plan.units,
             c * hw,
         )
         .into_iter()
-        .map(Some)
+        .map(|(r, out)| (r, Some(out)))
         .collect()
     } else {
-        plan.units.iter().map(|_| None).collect()
+        plan.units.iter().map(|r| (r.clone(), None)).collect()
     };
-    let work: Vec<_> = plan.units.iter().cloned().zip(outs).collect();
     let dw_len = if need_w { pos * c * o } else { 0 };
     let parts: Vec<Vec<T>> = groups(work, GROUPS)
         .into_par_iter()
