@@ -1,13 +1,11 @@
-//! Winograd's F(2x2, 3x3) against the unfolding path on the 3x3 stride-1
-//! convolutions of a CIFAR ResNet-18 (f32, one training step's batch of
-//! two 64-image views): forward, input gradient and kernel gradient, the
-//! two variants alternated round by round in one run
-//! (`parallax_core::ops::conv2d::set_winograd`), fastest of the rounds.
-//! Prints one row per layer with both times and the ratio Winograd /
-//! unfolding (below 1: Winograd is faster), then the totals. The 4x4
-//! layer stays on the unfolding path with the switch on as well
-//! (`MIN_PIXELS` in `ops::winograd`): its row shows the noise of the
-//! measurement.
+//! Winograd's convolutions (`ops::winograd`: F(4x4, 3x3) on 8x8 maps and
+//! larger, F(2x2, 3x3) on the 4x4 maps of the last stage) against the
+//! unfolding path on the 3x3 stride-1 convolutions of a CIFAR ResNet-18
+//! (f32, one training step's batch of two 64-image views): forward, input
+//! gradient and kernel gradient, the two variants alternated round by
+//! round in one run (`parallax_core::ops::conv2d::set_winograd`), fastest
+//! of the rounds. Prints one row per layer with both times and the ratio
+//! Winograd / unfolding (below 1: Winograd is faster), then the totals.
 //!
 //! `cargo run --release -p parallax-core --example winograd [ROUNDS] [BATCH]`
 //! (defaults: 7 rounds, batch 128).
@@ -68,11 +66,7 @@ fn main() -> Result<()> {
         set_winograd(true);
         let cell =
             |[wi, un]: [f64; 2]| format!("{:.1} / {:.1} = {:.2}", wi * 1e3, un * 1e3, wi / un);
-        let name = if side >= 8 {
-            format!("{c}->{c} @{side}")
-        } else {
-            format!("{c}->{c} @{side} (*)")
-        };
+        let name = format!("{c}->{c} @{side}");
         println!(
             "| {:<15} | {:>21} | {:>21} | {:>21} |",
             name,
@@ -80,17 +74,14 @@ fn main() -> Result<()> {
             cell(best[1]),
             cell(best[2])
         );
-        // Layers below 8x8 stay on the unfolding path either way.
-        if side >= 8 {
-            for (t, b) in totals.iter_mut().zip(best) {
-                t[0] += b[0];
-                t[1] += b[1];
-            }
+        for (t, b) in totals.iter_mut().zip(best) {
+            t[0] += b[0];
+            t[1] += b[1];
         }
     }
     println!(
         "| {:<15} | {:>21} | {:>21} | {:>21} |",
-        "the three @>=8",
+        "the four layers",
         format!(
             "{:.1} / {:.1} = {:.2}",
             totals[0][0] * 1e3,
@@ -110,6 +101,5 @@ fn main() -> Result<()> {
             totals[2][0] / totals[2][1]
         ),
     );
-    println!("(*) unfolding in both columns: the noise of the measurement");
     Ok(())
 }

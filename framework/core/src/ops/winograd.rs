@@ -34,9 +34,10 @@
 //!
 //! Measured against the unfolding path on the CIFAR ResNet-18 shapes
 //! (`examples/winograd.rs`, batch 128): F(4×4, 3×3) takes 0.47-0.78 of its
-//! time on the 3x3 layers of 8x8 maps and larger; at 4x4 its kernel
-//! gradient was several times slower, and that stage stays on the
-//! unfolding path ([`MIN_PIXELS`]).
+//! time on the 3x3 layers of 8x8 maps and larger. At 4x4 (down to
+//! [`MIN_PIXELS`]) F(2×2, 3×3) runs instead: there F(4×4, 3×3)'s single
+//! tile per image wastes most of its 36 positions, and its kernel gradient
+//! was slower than unfolding.
 
 use super::conv2d::{gemm, split_images, ConvGeometry, Dst, Mat, Threads};
 use super::transpose::transpose;
@@ -62,11 +63,18 @@ const MIN_BLOCK: usize = 3;
 /// first layer on 3 colour channels stays on the unfolding path).
 const MIN_CHANNELS: usize = 16;
 
-/// Fewest output pixels per image: on smaller maps (4x4 in a CIFAR
-/// ResNet's last stage) the kernel gradient, summed into a transformed
-/// kernel of 36·C·O values per group of images, measured several times
-/// slower than unfolding (`examples/winograd.rs`; the forward was faster).
-const MIN_PIXELS: usize = 64;
+/// Fewest output pixels per image: 4x4, the last stage of a CIFAR ResNet
+/// (F(2×2, 3×3), four tiles per image; measured, `examples/winograd.rs`).
+const MIN_PIXELS: usize = 16;
+
+/// Each product of a block packs its position's transformed kernel (`C·O`
+/// values) for `blk` rows of tiles: blocks have at least `C·O /
+/// KERNEL_VALUES_PER_ROW` tiles. It matters where the kernels are large and
+/// the maps small: at 4x4 with 512 channels, blocks of the 64 tiles that
+/// [`BLOCK_BYTES`] gives took 0.9-1.2 of unfolding's time for the input
+/// gradient and 0.7-1.0 for the kernel gradient; blocks of 256 tiles take
+/// 0.67-0.70 and 0.68-0.73 (`examples/winograd.rs`, batch 128).
+const KERNEL_VALUES_PER_ROW: usize = 1024;
 
 /// The process-wide switch of [`super::conv2d::set_winograd`].
 static ENABLED: AtomicBool = AtomicBool::new(true);
@@ -547,9 +555,14 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(g: &ConvGeometry, t: &Tiles, pos: usize, size: usize) -> Self {
+    fn new(g: &ConvGeometry, t: &Tiles, o: usize, pos: usize, size: usize) -> Self {
         let tpi = t.per_image().max(1);
-        let blk = (BLOCK_BYTES / (pos * g.c.max(1) * size)).max(MIN_BLOCK);
+        // Enough rows to amortise the kernel's packing, but at most half
+        // the batch's tiles, so that at least two units run side by side.
+        let rows = (g.c * o / KERNEL_VALUES_PER_ROW).min(g.b * tpi / 2);
+        let blk = (BLOCK_BYTES / (pos * g.c.max(1) * size))
+            .max(MIN_BLOCK)
+            .max(rows);
         let per_unit = (blk / tpi).max(1);
         Self {
             blk,
@@ -819,7 +832,7 @@ fn forward_with<A: Algorithm<M, P>, T: Real, const M: usize, const P: usize>(
     let t = Tiles::new(g, M);
     let (c, pos) = (g.c, P * P);
     let (hw, ohw, flen) = (g.h * g.w, g.ho * g.wo, t.frame_len());
-    let plan = Plan::new(g, &t, pos, std::mem::size_of::<T>());
+    let plan = Plan::new(g, &t, o, pos, std::mem::size_of::<T>());
     let u = kernel_transform::<A, T, M, P>(w, o, c);
     let (nbm, blk) = (plan.max_images(), plan.blk);
     let mut y: Vec<T> = Vec::with_capacity(g.b * o * ohw);
@@ -906,7 +919,7 @@ fn backward_with<A: Algorithm<M, P>, T: Real, const M: usize, const P: usize>(
     let t = Tiles::new(g, M);
     let (c, pos) = (g.c, P * P);
     let (hw, ohw, plen, flen) = (g.h * g.w, g.ho * g.wo, t.padded_len(), t.frame_len());
-    let plan = Plan::new(g, &t, pos, std::mem::size_of::<T>());
+    let plan = Plan::new(g, &t, o, pos, std::mem::size_of::<T>());
     let u = if need_x {
         kernel_transform::<A, T, M, P>(w, o, c)
     } else {
@@ -1197,6 +1210,26 @@ mod tests {
     }
 
     #[test]
+    fn blocks_hold_enough_tiles_for_large_kernels_and_two_units_run() {
+        // The last stage of a CIFAR ResNet-18: 512 channels, 4x4 maps,
+        // F(2×2, 3×3) (four tiles per image, 16 positions).
+        let plan = |b| {
+            let g = ConvGeometry::new((b, 512, 4, 4), (3, 3), (1, 1), (1, 1), (1, 1)).unwrap();
+            Plan::new(&g, &Tiles::new(&g, 2), 512, 16, 4)
+        };
+        let p = plan(128);
+        assert_eq!(p.blk, 512 * 512 / KERNEL_VALUES_PER_ROW);
+        assert_eq!(p.units, vec![0..64, 64..128]);
+        // Half the batch's tiles at most.
+        let p = plan(64);
+        assert_eq!((p.blk, p.units.len()), (128, 2));
+        // Small kernels keep the cache-sized blocks.
+        let g = ConvGeometry::new((128, 16, 8, 8), (3, 3), (1, 1), (1, 1), (1, 1)).unwrap();
+        let p = Plan::new(&g, &Tiles::new(&g, 2), 16, 16, 4);
+        assert_eq!(p.blk, (BLOCK_BYTES / (16 * 16 * 4)).max(MIN_BLOCK));
+    }
+
+    #[test]
     fn applies_to_dense_3x3_stride_1_convolutions_only() {
         let geo =
             |k: (usize, usize), s, d| ConvGeometry::new((1, 16, 8, 8), k, s, (1, 1), d).unwrap();
@@ -1207,5 +1240,9 @@ mod tests {
         assert!(!applies(&geo((3, 3), (1, 1), (2, 2)), 1, 16));
         assert!(!applies(&geo((1, 1), (1, 1), (1, 1)), 1, 16));
         assert!(!applies(&geo((3, 2), (1, 1), (1, 1)), 1, 16));
+        // Maps down to 4x4 outputs.
+        let small = |h, w| ConvGeometry::new((1, 16, h, w), (3, 3), (1, 1), (1, 1), (1, 1));
+        assert!(applies(&small(4, 4).unwrap(), 1, 16));
+        assert!(!applies(&small(3, 4).unwrap(), 1, 16));
     }
 }
