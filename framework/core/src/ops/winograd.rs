@@ -266,30 +266,34 @@ macro_rules! by_lanes {
     }};
 }
 
-/// `X d Fᵀ` for a square `d` (rows), where `f` applies a matrix `X` to a
-/// vector: `f` on every column, then on every row of the result.
+/// `X d Fᵀ` for a square `d` (`R×R`, element `(r, s)` from `load`),
+/// where `f` applies a matrix `X` to a vector: `f` on every column, then
+/// on every row of the result, each element `(i, s)` of which goes to
+/// `store`. Only the intermediate is an array (the others would be zeroed
+/// first, by a call to `memset`).
 #[inline(always)]
 fn sandwich<T: Real, const L: usize, const R: usize, const K: usize>(
-    d: [[Lanes<T, L>; R]; R],
+    load: impl Fn(usize, usize) -> Lanes<T, L>,
     f: impl Fn([Lanes<T, L>; R]) -> [Lanes<T, L>; K],
-) -> [[Lanes<T, L>; K]; K] {
+    mut store: impl FnMut(usize, usize, Lanes<T, L>),
+) {
     let mut cols = [[Lanes::zero(); K]; R];
     for (j, cj) in cols.iter_mut().enumerate() {
         let mut col = [Lanes::zero(); R];
-        for (c, row) in col.iter_mut().zip(&d) {
-            *c = row[j];
+        for (r, c) in col.iter_mut().enumerate() {
+            *c = load(r, j);
         }
         *cj = f(col);
     }
-    let mut out = [[Lanes::zero(); K]; K];
-    for (i, oi) in out.iter_mut().enumerate() {
+    for i in 0..K {
         let mut row = [Lanes::zero(); R];
         for (r, cj) in row.iter_mut().zip(&cols) {
             *r = cj[i];
         }
-        *oi = f(row);
+        for (s, v) in f(row).into_iter().enumerate() {
+            store(i, s, v);
+        }
     }
-    out
 }
 
 /// One of Winograd's algorithms F(M×M, 3×3) on `P×P = (M+2)×(M+2)`
@@ -472,18 +476,11 @@ fn kernel_transform<A: Algorithm<M, P>, T: Real, const M: usize, const P: usize>
                     #[inline(always)]
                     || {
                         by_lanes!(o, |at, L| {
-                            let mut g = [[Lanes::<T, L>::zero(); 3]; 3];
-                            for (r, gr) in g.iter_mut().enumerate() {
-                                for (s, v) in gr.iter_mut().enumerate() {
-                                    *v = Lanes::load(taps, (r * 3 + s) * o + at);
-                                }
-                            }
-                            let u = sandwich(g, A::g);
-                            for (a, ua) in u.iter().enumerate() {
-                                for (b, v) in ua.iter().enumerate() {
-                                    v.store(rows, (a * P + b) * o + at);
-                                }
-                            }
+                            sandwich(
+                                |r, s| Lanes::<T, L>::load(taps, (r * 3 + s) * o + at),
+                                A::g,
+                                |a, b, v| v.store(rows, (a * P + b) * o + at),
+                            );
                         })
                     },
                 );
@@ -516,18 +513,11 @@ fn kernel_adjoint<A: Algorithm<M, P>, T: Real, const M: usize, const P: usize>(
                     #[inline(always)]
                     || {
                         by_lanes!(o, |at, L| {
-                            let mut u = [[Lanes::<T, L>::zero(); P]; P];
-                            for (a, ua) in u.iter_mut().enumerate() {
-                                for (b, v) in ua.iter_mut().enumerate() {
-                                    *v = Lanes::load(du, (a * P + b) * stride + base + at);
-                                }
-                            }
-                            let g = sandwich(u, A::gt);
-                            for (r, gr) in g.iter().enumerate() {
-                                for (s, v) in gr.iter().enumerate() {
-                                    v.store(taps, (r * 3 + s) * o + at);
-                                }
-                            }
+                            sandwich(
+                                |a, b| Lanes::<T, L>::load(du, (a * P + b) * stride + base + at),
+                                A::gt,
+                                |r, s, v| v.store(taps, (r * 3 + s) * o + at),
+                            );
                         })
                     },
                 );
@@ -633,17 +623,11 @@ fn input_block<A: Algorithm<M, P>, T: Real, const M: usize, const P: usize>(
         let (img, i, j) = t.at(b0 + k);
         let base = (img * plen + M * i * pw_ + M * j) * c;
         by_lanes!(c, |at, L| {
-            let mut d = [[Lanes::<T, L>::zero(); P]; P];
-            for (r, dr) in d.iter_mut().enumerate() {
-                for (s, x) in dr.iter_mut().enumerate() {
-                    *x = Lanes::load(pad, base + (r * pw_ + s) * c + at);
-                }
-            }
-            for (a, va) in sandwich(d, A::bt).iter().enumerate() {
-                for (b, x) in va.iter().enumerate() {
-                    x.store(v, ((a * P + b) * n + k) * c + at);
-                }
-            }
+            sandwich(
+                |r, s| Lanes::<T, L>::load(pad, base + (r * pw_ + s) * c + at),
+                A::bt,
+                |a, b, x| x.store(v, ((a * P + b) * n + k) * c + at),
+            );
         })
     }
 }
@@ -663,17 +647,11 @@ fn output_block<A: Algorithm<M, P>, T: Real, const M: usize, const P: usize>(
         let (img, i, j) = t.at(b0 + k);
         let base = (img * flen + M * i * fw + M * j) * o;
         by_lanes!(o, |at, L| {
-            let mut x = [[Lanes::<T, L>::zero(); P]; P];
-            for (a, xa) in x.iter_mut().enumerate() {
-                for (b, v) in xa.iter_mut().enumerate() {
-                    *v = Lanes::load(m, ((a * P + b) * n + k) * o + at);
-                }
-            }
-            for (r, yr) in sandwich(x, A::at).iter().enumerate() {
-                for (s, y) in yr.iter().enumerate() {
-                    y.store(frame, base + (r * fw + s) * o + at);
-                }
-            }
+            sandwich(
+                |a, b| Lanes::<T, L>::load(m, ((a * P + b) * n + k) * o + at),
+                A::at,
+                |r, s, y| y.store(frame, base + (r * fw + s) * o + at),
+            );
         })
     }
 }
@@ -693,17 +671,11 @@ fn output_adjoint_block<A: Algorithm<M, P>, T: Real, const M: usize, const P: us
         let (img, i, j) = t.at(b0 + k);
         let base = (img * flen + M * i * fw + M * j) * o;
         by_lanes!(o, |at, L| {
-            let mut y = [[Lanes::<T, L>::zero(); M]; M];
-            for (r, yr) in y.iter_mut().enumerate() {
-                for (s, v) in yr.iter_mut().enumerate() {
-                    *v = Lanes::load(frame, base + (r * fw + s) * o + at);
-                }
-            }
-            for (a, xa) in sandwich(y, A::a).iter().enumerate() {
-                for (b, x) in xa.iter().enumerate() {
-                    x.store(dm, ((a * P + b) * n + k) * o + at);
-                }
-            }
+            sandwich(
+                |r, s| Lanes::<T, L>::load(frame, base + (r * fw + s) * o + at),
+                A::a,
+                |a, b, x| x.store(dm, ((a * P + b) * n + k) * o + at),
+            );
         })
     }
 }
@@ -723,17 +695,11 @@ fn input_adjoint_block<A: Algorithm<M, P>, T: Real, const M: usize, const P: usi
         let (img, i, j) = t.at(b0 + k);
         let base = (img * plen + M * i * pw_ + M * j) * c;
         by_lanes!(c, |at, L| {
-            let mut x = [[Lanes::<T, L>::zero(); P]; P];
-            for (a, xa) in x.iter_mut().enumerate() {
-                for (b, v) in xa.iter_mut().enumerate() {
-                    *v = Lanes::load(dv, ((a * P + b) * n + k) * c + at);
-                }
-            }
-            for (r, dr) in sandwich(x, A::b).iter().enumerate() {
-                for (s, d) in dr.iter().enumerate() {
-                    d.add_to(acc, base + (r * pw_ + s) * c + at);
-                }
-            }
+            sandwich(
+                |a, b| Lanes::<T, L>::load(dv, ((a * P + b) * n + k) * c + at),
+                A::b,
+                |r, s, d| d.add_to(acc, base + (r * pw_ + s) * c + at),
+            );
         })
     }
 }
