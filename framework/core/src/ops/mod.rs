@@ -68,6 +68,7 @@ pub mod layer_norm;
 pub mod linear;
 pub mod pool;
 pub mod residual;
+pub(crate) mod scratch;
 pub mod softmax;
 pub(crate) mod transpose;
 pub(crate) mod winograd;
@@ -77,7 +78,7 @@ use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 /// Floating-point element types the kernels are written for (f32, f64).
-pub(crate) trait Real: WithDType {}
+pub(crate) trait Real: WithDType + scratch::Spare {}
 impl Real for f32 {}
 impl Real for f64 {}
 

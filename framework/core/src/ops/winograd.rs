@@ -40,6 +40,7 @@
 //! was slower than unfolding.
 
 use super::conv2d::{gemm, split_images, ConvGeometry, Dst, Mat, Threads};
+use super::scratch::with_scratch;
 use super::transpose::transpose;
 use super::{simd, split_ranges, Real};
 use rayon::prelude::*;
@@ -808,63 +809,68 @@ fn forward_with<A: Algorithm<M, P>, T: Real, const M: usize, const P: usize>(
         o * ohw,
     );
     // Groups of units, one set of scratch buffers each.
+    let lens = [
+        hw.max(ohw) * c.max(o),
+        nbm * t.padded_len() * c,
+        pos * blk * c,
+        pos * blk * o,
+        nbm * flen * o,
+    ];
     groups(work, GROUPS).into_par_iter().for_each(|group| {
-        let mut xt = vec![T::zero(); hw.max(ohw) * c.max(o)];
-        let mut pad = vec![T::zero(); nbm * t.padded_len() * c];
-        let mut v = vec![T::zero(); pos * blk * c];
-        let mut m = vec![T::zero(); pos * blk * o];
-        let mut frame = vec![T::zero(); nbm * flen * o];
-        for (r, out) in group {
-            let nb = r.len();
-            let plen = t.padded_len() * c;
-            for (img, x) in x[r.start * c * hw..r.end * c * hw]
-                .chunks_exact(c * hw)
-                .enumerate()
-            {
-                pad_channels_last(x, c, &t, &mut xt, &mut pad[img * plen..(img + 1) * plen]);
+        // Every buffer is written before it is read.
+        with_scratch(lens, |[xt, pad, v, m, frame]| {
+            for (r, out) in group {
+                let nb = r.len();
+                let plen = t.padded_len() * c;
+                for (img, x) in x[r.start * c * hw..r.end * c * hw]
+                    .chunks_exact(c * hw)
+                    .enumerate()
+                {
+                    pad_channels_last(x, c, &t, xt, &mut pad[img * plen..(img + 1) * plen]);
+                }
+                for (b0, n) in plan.blocks(nb, &t) {
+                    simd(
+                        #[inline(always)]
+                        || input_block::<A, T, M, P>(pad, c, &t, (b0, n), v),
+                    );
+                    // M_p [n, O] = V_p [n, C] · U_p [C, O]
+                    products(
+                        pos,
+                        (n, o, c),
+                        Dst::Fresh(as_uninit(m)),
+                        |p| Mat {
+                            data: &v[p * n * c..],
+                            rs: c,
+                            cs: 1,
+                        },
+                        |p| Mat {
+                            data: &u[p * c * o..],
+                            rs: o,
+                            cs: 1,
+                        },
+                    );
+                    simd(
+                        #[inline(always)]
+                        || output_block::<A, T, M, P>(m, o, &t, (b0, n), frame),
+                    );
+                }
+                // Each image's frame [Ho·Wo (cut from the tiles' frame), O] -> [O, Ho·Wo].
+                let fw = t.frame_w();
+                for (img, dst) in out.chunks_exact_mut(o * ohw).enumerate() {
+                    let f = &frame[img * flen * o..(img + 1) * flen * o];
+                    let src = if t.exact() {
+                        f
+                    } else {
+                        for row in 0..t.ho {
+                            xt[row * t.wo * o..(row + 1) * t.wo * o]
+                                .copy_from_slice(&f[row * fw * o..(row * fw + t.wo) * o]);
+                        }
+                        &xt[..ohw * o]
+                    };
+                    transpose(src, ohw, o, dst);
+                }
             }
-            for (b0, n) in plan.blocks(nb, &t) {
-                simd(
-                    #[inline(always)]
-                    || input_block::<A, T, M, P>(&pad, c, &t, (b0, n), &mut v),
-                );
-                // M_p [n, O] = V_p [n, C] · U_p [C, O]
-                products(
-                    pos,
-                    (n, o, c),
-                    Dst::Fresh(as_uninit(&mut m)),
-                    |p| Mat {
-                        data: &v[p * n * c..],
-                        rs: c,
-                        cs: 1,
-                    },
-                    |p| Mat {
-                        data: &u[p * c * o..],
-                        rs: o,
-                        cs: 1,
-                    },
-                );
-                simd(
-                    #[inline(always)]
-                    || output_block::<A, T, M, P>(&m, o, &t, (b0, n), &mut frame),
-                );
-            }
-            // Each image's frame [Ho·Wo (cut from the tiles' frame), O] -> [O, Ho·Wo].
-            let fw = t.frame_w();
-            for (img, dst) in out.chunks_exact_mut(o * ohw).enumerate() {
-                let f = &frame[img * flen * o..(img + 1) * flen * o];
-                let src = if t.exact() {
-                    f
-                } else {
-                    for row in 0..t.ho {
-                        xt[row * t.wo * o..(row + 1) * t.wo * o]
-                            .copy_from_slice(&f[row * fw * o..(row * fw + t.wo) * o]);
-                    }
-                    &xt[..ohw * o]
-                };
-                transpose(src, ohw, o, dst);
-            }
-        }
+        })
     });
     // SAFETY: the units cover all images, and each image was written by
     // its transpose.
@@ -906,100 +912,106 @@ fn backward_with<A: Algorithm<M, P>, T: Real, const M: usize, const P: usize>(
         plan.units.iter().map(|r| (r.clone(), None)).collect()
     };
     let dw_len = if need_w { pos * c * o } else { 0 };
+    let lens = [
+        hw.max(ohw) * c.max(o),
+        if need_w { nbm * plen * c } else { 0 },
+        if need_x { nbm * plen * c } else { 0 },
+        nbm * flen * o,
+        pos * blk * o,
+        pos * blk * c,
+    ];
     let parts: Vec<Vec<T>> = groups(work, GROUPS)
         .into_par_iter()
         .map(|group| {
             let mut du: Vec<T> = Vec::with_capacity(dw_len);
-            let mut xt = vec![T::zero(); hw.max(ohw) * c.max(o)];
-            let mut pad = vec![T::zero(); if need_w { nbm * plen * c } else { 0 }];
-            let mut acc = vec![T::zero(); if need_x { nbm * plen * c } else { 0 }];
-            let mut frame = vec![T::zero(); nbm * flen * o];
-            let mut dm = vec![T::zero(); pos * blk * o];
-            let mut v = vec![T::zero(); pos * blk * c];
-            for (r, out) in group {
-                let nb = r.len();
-                let dys = &dy[r.start * o * ohw..r.end * o * ohw];
-                for (img, d) in dys.chunks_exact(o * ohw).enumerate() {
-                    let f = &mut frame[img * flen * o..(img + 1) * flen * o];
-                    frame_channels_last(d, o, &t, &mut xt, f);
-                }
-                if need_w {
-                    let xs = &x[r.start * c * hw..r.end * c * hw];
-                    for (img, x) in xs.chunks_exact(c * hw).enumerate() {
-                        let p = &mut pad[img * plen * c..(img + 1) * plen * c];
-                        pad_channels_last(x, c, &t, &mut xt, p);
+            // Every buffer is written before it is read (`acc` is zeroed
+            // per unit).
+            with_scratch(lens, |[xt, pad, acc, frame, dm, v]| {
+                for (r, out) in group {
+                    let nb = r.len();
+                    let dys = &dy[r.start * o * ohw..r.end * o * ohw];
+                    for (img, d) in dys.chunks_exact(o * ohw).enumerate() {
+                        let f = &mut frame[img * flen * o..(img + 1) * flen * o];
+                        frame_channels_last(d, o, &t, xt, f);
                     }
-                }
-                if need_x {
-                    acc[..nb * plen * c].fill(T::zero());
-                }
-                for (b0, n) in plan.blocks(nb, &t) {
-                    simd(
-                        #[inline(always)]
-                        || output_adjoint_block::<A, T, M, P>(&frame, o, &t, (b0, n), &mut dm),
-                    );
                     if need_w {
-                        simd(
-                            #[inline(always)]
-                            || input_block::<A, T, M, P>(&pad, c, &t, (b0, n), &mut v),
-                        );
-                        // dU_p [C, O] += V_pᵀ [C, n] · dM_p [n, O]
-                        // The group's first block writes `du` fresh (no
-                        // zeroing), the others add onto it.
-                        let lhs = |p: usize| Mat {
-                            data: &v[p * n * c..],
-                            rs: 1,
-                            cs: c,
-                        };
-                        let rhs = |p: usize| Mat {
-                            data: &dm[p * n * o..],
-                            rs: o,
-                            cs: 1,
-                        };
-                        if du.is_empty() {
-                            let fresh = &mut du.spare_capacity_mut()[..dw_len];
-                            products(pos, (c, o, n), Dst::Fresh(fresh), lhs, rhs);
-                            // SAFETY: the products wrote all `dw_len` values.
-                            unsafe { du.set_len(dw_len) };
-                        } else {
-                            products(pos, (c, o, n), Dst::Add(&mut du), lhs, rhs);
+                        let xs = &x[r.start * c * hw..r.end * c * hw];
+                        for (img, x) in xs.chunks_exact(c * hw).enumerate() {
+                            let p = &mut pad[img * plen * c..(img + 1) * plen * c];
+                            pad_channels_last(x, c, &t, xt, p);
                         }
                     }
                     if need_x {
-                        // dV_p [n, C] = dM_p [n, O] · U_pᵀ [O, C]
-                        products(
-                            pos,
-                            (n, c, o),
-                            Dst::Fresh(as_uninit(&mut v)),
-                            |p| Mat {
+                        acc[..nb * plen * c].fill(T::zero());
+                    }
+                    for (b0, n) in plan.blocks(nb, &t) {
+                        simd(
+                            #[inline(always)]
+                            || output_adjoint_block::<A, T, M, P>(frame, o, &t, (b0, n), dm),
+                        );
+                        if need_w {
+                            simd(
+                                #[inline(always)]
+                                || input_block::<A, T, M, P>(pad, c, &t, (b0, n), v),
+                            );
+                            // dU_p [C, O] += V_pᵀ [C, n] · dM_p [n, O]
+                            // The group's first block writes `du` fresh (no
+                            // zeroing), the others add onto it.
+                            let lhs = |p: usize| Mat {
+                                data: &v[p * n * c..],
+                                rs: 1,
+                                cs: c,
+                            };
+                            let rhs = |p: usize| Mat {
                                 data: &dm[p * n * o..],
                                 rs: o,
                                 cs: 1,
-                            },
-                            |p| Mat {
-                                data: &u[p * c * o..],
-                                rs: 1,
-                                cs: o,
-                            },
-                        );
-                        simd(
-                            #[inline(always)]
-                            || input_adjoint_block::<A, T, M, P>(&v, c, &t, (b0, n), &mut acc),
-                        );
-                    }
-                }
-                if let Some(out) = out {
-                    // Each image's positions of the padded frame -> [C, H·W].
-                    for (img, dst) in out.chunks_exact_mut(c * hw).enumerate() {
-                        for y in 0..t.h {
-                            let row = img * plen + (y + t.ph) * t.padded_w() + t.pw;
-                            xt[y * t.w * c..(y + 1) * t.w * c]
-                                .copy_from_slice(&acc[row * c..(row + t.w) * c]);
+                            };
+                            if du.is_empty() {
+                                let fresh = &mut du.spare_capacity_mut()[..dw_len];
+                                products(pos, (c, o, n), Dst::Fresh(fresh), lhs, rhs);
+                                // SAFETY: the products wrote all `dw_len` values.
+                                unsafe { du.set_len(dw_len) };
+                            } else {
+                                products(pos, (c, o, n), Dst::Add(&mut du), lhs, rhs);
+                            }
                         }
-                        transpose(&xt[..hw * c], hw, c, dst);
+                        if need_x {
+                            // dV_p [n, C] = dM_p [n, O] · U_pᵀ [O, C]
+                            products(
+                                pos,
+                                (n, c, o),
+                                Dst::Fresh(as_uninit(v)),
+                                |p| Mat {
+                                    data: &dm[p * n * o..],
+                                    rs: o,
+                                    cs: 1,
+                                },
+                                |p| Mat {
+                                    data: &u[p * c * o..],
+                                    rs: 1,
+                                    cs: o,
+                                },
+                            );
+                            simd(
+                                #[inline(always)]
+                                || input_adjoint_block::<A, T, M, P>(v, c, &t, (b0, n), acc),
+                            );
+                        }
+                    }
+                    if let Some(out) = out {
+                        // Each image's positions of the padded frame -> [C, H·W].
+                        for (img, dst) in out.chunks_exact_mut(c * hw).enumerate() {
+                            for y in 0..t.h {
+                                let row = img * plen + (y + t.ph) * t.padded_w() + t.pw;
+                                xt[y * t.w * c..(y + 1) * t.w * c]
+                                    .copy_from_slice(&acc[row * c..(row + t.w) * c]);
+                            }
+                            transpose(&xt[..hw * c], hw, c, dst);
+                        }
                     }
                 }
-            }
+            });
             du
         })
         .collect();
