@@ -41,7 +41,7 @@
 
 use super::conv2d::{gemm, split_images, ConvGeometry, Dst, Mat, Threads};
 use super::scratch::with_scratch;
-use super::transpose::transpose;
+use super::transpose::{transpose, transpose_images};
 use super::{simd, split_ranges, Real};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -892,8 +892,16 @@ fn backward_with<A: Algorithm<M, P>, T: Real, const M: usize, const P: usize>(
     let (c, pos) = (g.c, P * P);
     let (hw, ohw, plen, flen) = (g.h * g.w, g.ho * g.wo, t.padded_len(), t.frame_len());
     let plan = Plan::new(g, &t, o, pos, std::mem::size_of::<T>());
-    let u = if need_x {
-        kernel_transform::<A, T, M, P>(w, o, c)
+    // The transformed kernel as `[P², O, C]`: the input gradient's products
+    // then read it as `gemm`'s column-major left operand, which it does
+    // not have to gather into a packed copy for every block.
+    let ut = if need_x {
+        let u = kernel_transform::<A, T, M, P>(w, o, c);
+        let mut ut = Vec::with_capacity(u.len());
+        transpose_images(&u, (pos, c, o), &mut ut.spare_capacity_mut()[..u.len()]);
+        // SAFETY: the transposes wrote every element.
+        unsafe { ut.set_len(u.len()) };
+        ut
     } else {
         Vec::new()
     };
@@ -988,9 +996,9 @@ fn backward_with<A: Algorithm<M, P>, T: Real, const M: usize, const P: usize>(
                                     cs: 1,
                                 },
                                 |p| Mat {
-                                    data: &u[p * c * o..],
-                                    rs: 1,
-                                    cs: o,
+                                    data: &ut[p * o * c..],
+                                    rs: c,
+                                    cs: 1,
                                 },
                             );
                             simd(
