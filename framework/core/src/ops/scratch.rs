@@ -63,7 +63,7 @@ pub(crate) fn with_scratch<T: Real, const N: usize, R>(
     }));
     T::spares().with(|s| {
         let mut s = s.borrow_mut();
-        s.extend(bufs);
+        s.extend(bufs.into_iter().filter(|b| !b.is_empty()));
         if s.len() > MAX_SPARES {
             // Keep the largest.
             s.sort_by_key(|b| std::cmp::Reverse(b.len()));
@@ -74,8 +74,12 @@ pub(crate) fn with_scratch<T: Real, const N: usize, R>(
 }
 
 /// The smallest spare holding at least `len` elements, else the largest
-/// (to grow), else a new empty one.
+/// (to grow), else a new empty one; nothing for an empty request (a
+/// buffer a kernel does not need this call).
 fn take_best_fit<T>(spares: &mut Vec<Vec<T>>, len: usize) -> Vec<T> {
+    if len == 0 {
+        return Vec::new();
+    }
     let fit = spares
         .iter()
         .enumerate()
@@ -112,6 +116,13 @@ mod tests {
             assert_eq!((a.len(), b.len()), (3, 4));
             assert_eq!(a, &[2.0; 3]);
         });
+        // An empty request takes no spare, and nothing empty is kept.
+        let before = f32::spares().with(|s| s.borrow().len());
+        with_scratch::<f32, 2, _>([0, 3], |[a, b]| {
+            assert_eq!((a.len(), b.len()), (0, 3));
+            assert_eq!(f32::spares().with(|s| s.borrow().len()), before - 1);
+        });
+        assert_eq!(f32::spares().with(|s| s.borrow().len()), before);
         // Nested: distinct buffers.
         with_scratch::<f64, 1, _>([8], |[a]| {
             a.fill(0.5);
