@@ -10,6 +10,7 @@ pub mod image;
 pub mod image_folder;
 pub mod input_norm;
 pub mod multi_crop;
+pub mod pixels;
 pub mod pretrained;
 pub mod resnet;
 pub mod small_cnn;
