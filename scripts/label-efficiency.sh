@@ -23,12 +23,14 @@
 #
 # Runs go to $OUT/NAME (an existing run is kept and only tabulated: delete it
 # to run again); $OUT/init is the encoder at its seeded initialisation
-# (`--max-steps 0`), $OUT/supervised-sS the baseline on label seed S. Each
+# (`--max-steps 0`), $OUT/pixels the raw pixels (the `pixels` encoder, no
+# training), $OUT/supervised-sS the baseline on label seed S. Each
 # recipe's epochs are chosen so that pretraining takes at most 15 minutes on
 # 2 cores with the machine to itself; `train_seconds` in each results.json is
 # the measured time of the training loop (evaluations excluded).
 #
-# Columns: random init + linear probe, supervised from scratch on the 100
+# Columns: random init + linear probe, raw pixels + linear probe (and kNN),
+# supervised from scratch on the 100
 # images (its classifier's test accuracy), the method + linear probe on its
 # frozen, L2-normalised and standardised features (mean over the draws, its
 # standard deviation, and label seed 0 alone), the method + fine-tuning on
@@ -126,6 +128,9 @@ json.dump({"final": m}, open(sys.argv[1], "w"), indent=1)
     train recipes/label-efficiency/simclr.toml "$OUT/init" --max-steps 0 \
         --set 'eval=[{name="knn",k=20,temperature=0.1}]'
     reeval recipes/label-efficiency/simclr.toml "$OUT/init"
+    # raw pixels (no parameters, nothing to train): the same probe and kNN
+    if [[ -n "${REEVAL:-}" ]]; then rm -rf "$OUT/pixels"; fi
+    train recipes/label-efficiency/pixels.toml "$OUT/pixels" --max-steps 0
 fi
 
 python3 - "$OUT" "$DRAWS" "${METHODS[@]}" <<'PY'
@@ -162,6 +167,9 @@ if sup_acc:
     sd = f" ± {100 * statistics.stdev(sup_acc):.1f}" if len(sup_acc) > 1 else ""
     sup = f"{100 * statistics.mean(sup_acc):.1f}{sd}% ({pct(sup_acc[0])})"
 print(f"random init + linear: {init_probe}; kNN at random init: {init_knn}")
+pixels = load("pixels")
+if pixels:
+    print(f"raw pixels + linear: {probe(pixels['final'])}; kNN on raw pixels: {pct(pixels['final'].get('knn/top1'))}")
 print(f"supervised from scratch on the 100 images, {len(sup_acc)} label seed(s): {sup}")
 print()
 print("| method | pretraining | method + linear, 100 labels: mean ± sd (seed 0) | method + fine-tuning, 100 labels | kNN, all labels | RankMe |")
