@@ -9,7 +9,7 @@
 //! `scripts/label-efficiency.sh` reports it as its "raw pixels + linear"
 //! row (`recipes/label-efficiency/pixels.toml`, evaluated without training).
 
-use crate::input_norm::{image_channels, InputNorm};
+use crate::input_norm::InputNorm;
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 use parallax_core::batch::Batch;
@@ -80,11 +80,12 @@ fn build(
     vb: VarBuilder<'static>,
 ) -> Result<Box<dyn Encoder>> {
     let cfg: PixelsConfig = p.extract()?;
-    image_channels(ctx, "pixels")?;
-    let shape = ctx
-        .meta
-        .image_shape
-        .ok_or_else(|| Error::invalid("pixels", "the data source gives no image shape"))?;
+    let shape = ctx.meta.image_shape.ok_or_else(|| {
+        Error::invalid(
+            "pixels",
+            "the data source does not provide images (no image shape)",
+        )
+    })?;
     Ok(Box::new(Pixels::new(&cfg, shape, &vb)?))
 }
 
