@@ -13,7 +13,8 @@
 #   models--sentence-transformers--all-MiniLM-L6-v2/
 #     blobs/<sha256>                     the file contents
 #     snapshots/<commit>/<path>          relative symlinks to the blobs
-#     refs/main                          <commit>
+#     refs/main                          <commit>, with no newline: Python's
+#                                        huggingface_hub reads it verbatim
 # The package does not record the upstream commit, so <commit> is a
 # deterministic id made from the files' sums (sha1 of the sorted
 # "sum  path" lines). Running it again does nothing.
@@ -53,16 +54,29 @@ FOLDER="$CACHE/models--${REPO//\//--}"
 
 COMMIT=$(for f in $(printf '%s\n' "${!SHA256[@]}" | sort); do echo "${SHA256[$f]}  $f"; done | sha1sum | cut -d' ' -f1)
 
-installed() {
+# The snapshot's files are all there.
+snapshot_complete() {
     local f
-    [[ -s $FOLDER/refs/main && $(cat "$FOLDER/refs/main") == "$COMMIT" ]] || return 1
     for f in "${!SHA256[@]}"; do
         [[ -s $FOLDER/snapshots/$COMMIT/$f ]] || return 1
     done
 }
 
-if installed; then
-    log "$REPO is already in $CACHE (commit $COMMIT); nothing to do"
+# refs/main holds exactly the commit, as huggingface_hub writes it (an
+# earlier version of this script wrote a newline after it, which Python's
+# client does not strip: the model was invisible to it).
+write_ref() {
+    mkdir -p "$FOLDER/refs"
+    printf '%s' "$COMMIT" > "$FOLDER/refs/main.tmp" && mv "$FOLDER/refs/main.tmp" "$FOLDER/refs/main"
+}
+
+if snapshot_complete; then
+    if [[ -f $FOLDER/refs/main ]] && cmp -s "$FOLDER/refs/main" <(printf '%s' "$COMMIT"); then
+        log "$REPO is already in $CACHE (commit $COMMIT); nothing to do"
+    else
+        write_ref
+        log "$REPO is in $CACHE (commit $COMMIT); refs/main rewritten"
+    fi
     echo "$FOLDER/snapshots/$COMMIT"
     exit 0
 fi
@@ -95,6 +109,6 @@ for f in "${!SHA256[@]}"; do
     up=$(dirname "$f" | awk -F/ '{ if ($0 == ".") print ""; else { s = ""; for (i = 1; i <= NF; i++) s = s "../"; print s } }')
     ln -sfn "../../${up}blobs/$sum" "$link"
 done
-echo "$COMMIT" > "$FOLDER/refs/main.tmp" && mv "$FOLDER/refs/main.tmp" "$FOLDER/refs/main"
+write_ref
 log "installed $REPO into $CACHE (commit $COMMIT)"
 echo "$FOLDER/snapshots/$COMMIT"

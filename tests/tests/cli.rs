@@ -38,8 +38,8 @@ fn recipe_show_layers_file_env_and_set() {
     let out = ok(&parallax_env(
         &["recipe", "show", &r, "--set", "train.batch_size=48"],
         &[
-            ("PARALLAX_TRAIN__EPOCHS", "9"),
-            ("PARALLAX_TRAIN__BATCH_SIZE", "12"),
+            ("PARALLAX_RECIPE__TRAIN__EPOCHS", "9"),
+            ("PARALLAX_RECIPE__TRAIN__BATCH_SIZE", "12"),
         ],
     ));
     assert!(out.contains("epochs = 9"), "{out}");
@@ -65,10 +65,10 @@ fn recipe_errors_name_the_key_and_the_source() {
     );
     let err = fails(&parallax_env(
         &["recipe", "show", &r],
-        &[("PARALLAX_TRAIN__LR", "0.1")],
+        &[("PARALLAX_RECIPE__TRAIN__LR", "0.1")],
     ));
     assert!(
-        err.contains("train.lr") && err.contains("PARALLAX_TRAIN__LR"),
+        err.contains("train.lr") && err.contains("PARALLAX_RECIPE__TRAIN__LR"),
         "{err}"
     );
     let err = fails(&parallax(&[
@@ -111,6 +111,42 @@ fn recipe_errors_name_the_key_and_the_source() {
         err.contains("resnet9000") && err.contains("small_cnn"),
         "{err}"
     );
+}
+
+/// Variables of the project's tools (or anyone's) that happen to start with
+/// `PARALLAX_` never stop a run; the old `PARALLAX_SECTION__KEY` form is
+/// not read, with a warning naming the form that is.
+#[test]
+fn unrelated_parallax_variables_leave_training_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (stdout, stderr) = parallax_tests::text(&parallax_env(
+        &[
+            "train",
+            &tiny_recipe(),
+            "--out",
+            out.to_str().unwrap(),
+            "--max-steps",
+            "2",
+        ],
+        &[
+            ("PARALLAX_FOO", "1"),
+            ("PARALLAX_CUDA_DIR", "/nonexistent/cuda"),
+            ("PARALLAX_SKIP_TENSORBOARD_READER", "1"),
+            ("PARALLAX_TRAIN__EPOCHS", "9"),
+        ],
+    ));
+    assert!(
+        out.join("checkpoint.safetensors").is_file(),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("warning: environment variable PARALLAX_TRAIN__EPOCHS is not read")
+            && stderr.contains("PARALLAX_RECIPE__TRAIN__EPOCHS"),
+        "{stderr}"
+    );
+    let resolved = std::fs::read_to_string(out.join("recipe.toml")).unwrap();
+    assert!(!resolved.contains("epochs = 9"), "{resolved}");
 }
 
 #[test]

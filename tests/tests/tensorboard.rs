@@ -5,17 +5,11 @@ use parallax_tests::{ok, parallax, root, tiny_recipe};
 
 #[test]
 fn tensorboard_reads_a_training_run() {
-    let have = std::process::Command::new("python3")
-        .args(["-c", "import tensorboard"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !have {
-        if std::env::var("PARALLAX_SKIP_TENSORBOARD_READER").as_deref() == Ok("1") {
-            eprintln!("skipping: tensorboard is not installed");
-            return;
-        }
-        panic!("python3 cannot import tensorboard: `pip install tensorboard` (or set PARALLAX_SKIP_TENSORBOARD_READER=1)");
+    let tb = parallax_core::external::TENSORBOARD;
+    if !tb.check("tensorboard_reads_a_training_run", || {
+        parallax_core::external::python_module("tensorboard")
+    }) {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");

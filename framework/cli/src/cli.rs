@@ -208,8 +208,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out,
             images,
         } => {
-            let r = Recipe::load(&recipe, &sets)
-                .with_context(|| format!("cannot load {}", recipe.display()))?;
+            let r = load_recipe(&recipe, &sets)?;
             let grid = trainer::preview_views(&r, images)
                 .with_context(|| format!("cannot draw the views of {}", recipe.display()))?;
             let png = parallax_core::logging::tensorboard::encode_png(&grid)?;
@@ -227,8 +226,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Recipe {
             command: RecipeCommand::Show { recipe, sets },
         } => {
-            let r = Recipe::load(&recipe, &sets)
-                .with_context(|| format!("cannot load {}", recipe.display()))?;
+            let r = load_recipe(&recipe, &sets)?;
             print!("{}", r.to_toml_string());
             Ok(ExitCode::SUCCESS)
         }
@@ -317,6 +315,17 @@ fn existing_runs(name: &str) -> Vec<(u32, PathBuf)> {
     v
 }
 
+/// Loads a recipe with the environment and `--set` layers, printing the
+/// recipe's notes (environment variables that are not read) as warnings.
+pub(crate) fn load_recipe(path: &Path, sets: &[String]) -> Result<Recipe> {
+    let recipe =
+        Recipe::load(path, sets).with_context(|| format!("cannot load {}", path.display()))?;
+    for note in &recipe.notes {
+        eprintln!("warning: {note}");
+    }
+    Ok(recipe)
+}
+
 fn train(
     recipe_path: &Path,
     sets: &[String],
@@ -325,8 +334,7 @@ fn train(
     resume: bool,
     device: Option<String>,
 ) -> Result<ExitCode> {
-    let recipe = Recipe::load(recipe_path, sets)
-        .with_context(|| format!("cannot load {}", recipe_path.display()))?;
+    let recipe = load_recipe(recipe_path, sets)?;
     let runs = existing_runs(&recipe.name);
     let run_dir = match (out, resume) {
         (Some(o), _) => o,

@@ -53,9 +53,7 @@ pub fn run(a: &TrainStepArgs) -> Result<()> {
     ensure!(a.batch >= 2, "bench train-step: --batch must be at least 2");
     ensure!(a.steps >= 1, "bench train-step: --steps must be at least 1");
     let recipe = match a.recipe {
-        Some(p) => {
-            Recipe::load(p, a.sets).with_context(|| format!("cannot load {}", p.display()))?
-        }
+        Some(p) => crate::cli::load_recipe(p, a.sets)?,
         None => Recipe::from_toml_str(TRAIN_STEP_RECIPE, a.sets)
             .context("cannot load the built-in recipes/bench/train_step.toml")?,
     };

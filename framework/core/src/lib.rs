@@ -8,6 +8,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod external;
 pub mod logging;
 pub mod losses;
 pub mod methods;

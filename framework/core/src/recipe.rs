@@ -1,9 +1,11 @@
 //! Recipes: layered TOML configuration.
 //!
 //! Layers, lowest first: built-in defaults < the recipe file <
-//! `PARALLAX_*` environment variables (`__` separates levels, e.g.
-//! `PARALLAX_TRAIN__LR=0.1`) < `--set key=value` flags. Every error names the
-//! key and where its value came from.
+//! `PARALLAX_RECIPE__*` environment variables (`__` separates levels, e.g.
+//! `PARALLAX_RECIPE__TRAIN__LR=0.1`) < `--set key=value` flags. Every error
+//! names the key and where its value came from. Other `PARALLAX_*` variables
+//! (the project's tool settings, such as `PARALLAX_CUDA_DIR`) are never read
+//! as recipe keys.
 //!
 //! A component section (`[data]`, `[encoder]`, `[method]`, `[[eval]]`, ...)
 //! is a [`Component`]: a registry `name` plus [`Params`] that the component's
@@ -32,7 +34,7 @@ impl Origins {
     }
 
     /// Describes where `key` (dotted) came from, e.g. `recipes/simclr.toml`,
-    /// `environment variable PARALLAX_TRAIN__LR` or `--set train.lr`.
+    /// `environment variable PARALLAX_RECIPE__TRAIN__LR` or `--set train.lr`.
     pub fn describe(&self, key: &str) -> Option<String> {
         let fig = self.0.as_ref()?;
         let md = fig.find_metadata(key)?;
@@ -40,8 +42,26 @@ impl Origins {
     }
 }
 
-/// The prefix of recipe environment variables.
-pub const ENV_PREFIX: &str = "PARALLAX_";
+/// The prefix of recipe environment variables: `PARALLAX_RECIPE__TRAIN__LR`
+/// sets `train.lr`.
+pub const ENV_PREFIX: &str = "PARALLAX_RECIPE__";
+
+/// The recipe's top-level keys, to recognise variables written for the
+/// earlier `PARALLAX_SECTION__KEY` form (they are ignored, with a note).
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "name",
+    "seed",
+    "device",
+    "data",
+    "views",
+    "encoder",
+    "method",
+    "loss",
+    "optimizer",
+    "train",
+    "eval",
+    "logger",
+];
 
 /// The name of the environment layer in error messages.
 const ENV_LAYER: &str = "environment variables";
@@ -373,6 +393,9 @@ pub struct Recipe {
     pub resolved: toml::Table,
     /// Where the recipe was read from.
     pub path: Option<PathBuf>,
+    /// Warnings about the layers (e.g. an environment variable in the old
+    /// `PARALLAX_SECTION__KEY` form, which is not read); the CLI prints them.
+    pub notes: Vec<String>,
 }
 
 impl std::fmt::Debug for Recipe {
@@ -433,21 +456,41 @@ pub fn parse_set(flag: &str) -> Result<(String, Value)> {
     Ok((k.to_string(), parse_value(v)))
 }
 
-/// The `PARALLAX_SECTION__KEY=value` environment variables as a nested
-/// table (keys lower-cased, `__` separating levels, values as in `--set`).
-fn env_dict() -> Dict {
+/// The recipe layer read from environment variables `vars`: the
+/// `PARALLAX_RECIPE__SECTION__KEY=value` ones as a nested table (keys
+/// lower-cased, `__` separating levels, values as in `--set`), and notes on
+/// variables that look meant for the recipe but are not read. A variable
+/// that starts `PARALLAX_RECIPE` but not with the prefix, or has an empty
+/// level, is an error naming it. Every other variable is left alone.
+fn env_layer(vars: impl IntoIterator<Item = (String, String)>) -> Result<(Dict, Vec<String>)> {
     let mut d = Dict::new();
-    for (k, v) in std::env::vars() {
+    let mut notes = Vec::new();
+    for (k, v) in vars {
         let Some(rest) = k.strip_prefix(ENV_PREFIX) else {
+            if k.starts_with("PARALLAX_RECIPE") {
+                return Err(Error::Recipe(format!(
+                    "environment variable {k}: recipe variables start with {ENV_PREFIX} (two underscores), e.g. {ENV_PREFIX}TRAIN__EPOCHS"
+                )));
+            }
+            if let Some(old) = k.strip_prefix("PARALLAX_") {
+                let first = old.split("__").next().unwrap_or("").to_lowercase();
+                if old.contains("__") && TOP_LEVEL_KEYS.contains(&first.as_str()) {
+                    notes.push(format!(
+                        "environment variable {k} is not read as a recipe key: recipe variables are {ENV_PREFIX}{old}"
+                    ));
+                }
+            }
             continue;
         };
         let parts: Vec<String> = rest.split("__").map(|p| p.to_lowercase()).collect();
         if parts.iter().any(|p| p.is_empty()) {
-            continue;
+            return Err(Error::Recipe(format!(
+                "environment variable {k}: empty key level (levels are separated by `__`, e.g. {ENV_PREFIX}TRAIN__EPOCHS)"
+            )));
         }
         insert_dotted(&mut d, &parts.join("."), parse_value(&v));
     }
-    d
+    Ok((d, notes))
 }
 
 /// Reads a value given on the command line or in the environment.
@@ -487,6 +530,15 @@ fn insert_dotted(dict: &mut Dict, key: &str, value: Value) {
 impl Recipe {
     /// Loads `path` with the environment and `--set` flags layered on top.
     pub fn load(path: &Path, sets: &[String]) -> Result<Recipe> {
+        Self::load_with_env(path, sets, std::env::vars())
+    }
+
+    /// [`Recipe::load`] with the environment given as `vars` (tests).
+    pub fn load_with_env(
+        path: &Path,
+        sets: &[String],
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Recipe> {
         if !path.is_file() {
             return Err(Error::Recipe(format!(
                 "recipe file {} does not exist",
@@ -505,6 +557,7 @@ impl Recipe {
             let (k, v) = parse_set(flag)?;
             insert_dotted(&mut set_dict, &k, v);
         }
+        let (env_dict, env_notes) = env_layer(vars)?;
         let fig = Figment::new()
             .merge(Named {
                 name: "defaults",
@@ -513,7 +566,7 @@ impl Recipe {
             .merge(Toml::file(path))
             .merge(Named {
                 name: ENV_LAYER,
-                dict: env_dict(),
+                dict: env_dict,
             })
             .merge(Named {
                 name: "--set flags",
@@ -521,6 +574,7 @@ impl Recipe {
             });
         let mut recipe = Self::from_figment(fig)?;
         recipe.path = Some(path.to_path_buf());
+        recipe.notes = env_notes;
         Ok(recipe)
     }
 
@@ -597,6 +651,7 @@ impl Recipe {
             logger: list("logger", raw.logger)?,
             resolved,
             path: None,
+            notes: Vec::new(),
         })
     }
 
@@ -723,5 +778,77 @@ mod tests {
             err.contains("nope.toml") && err.contains("does not exist"),
             "{err}"
         );
+    }
+
+    fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn only_recipe_variables_are_read_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.toml");
+        std::fs::write(&p, MINIMAL).unwrap();
+        // the project's own tool variables and unrelated ones change nothing
+        let r = Recipe::load_with_env(
+            &p,
+            &[],
+            vars(&[
+                ("PARALLAX_SKIP_TENSORBOARD_READER", "1"),
+                ("PARALLAX_CUDA_DIR", "/opt/cuda"),
+                ("PARALLAX_FOO", "1"),
+                ("PARALLAX_TEST_BIN", "/bin/true"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(r.train.epochs, 2);
+        assert!(r.notes.is_empty(), "{:?}", r.notes);
+        // the recipe prefix sets keys; --set still wins
+        let r = Recipe::load_with_env(
+            &p,
+            &["train.batch_size=48".into()],
+            vars(&[
+                ("PARALLAX_RECIPE__TRAIN__EPOCHS", "9"),
+                ("PARALLAX_RECIPE__TRAIN__BATCH_SIZE", "12"),
+                ("PARALLAX_RECIPE__SEED", "11"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((r.train.epochs, r.train.batch_size, r.seed), (9, 48, 11));
+        // the old form is not read, and says what to write instead
+        let r = Recipe::load_with_env(&p, &[], vars(&[("PARALLAX_TRAIN__EPOCHS", "9")])).unwrap();
+        assert_eq!(r.train.epochs, 2);
+        assert_eq!(r.notes.len(), 1);
+        assert!(
+            r.notes[0].contains("PARALLAX_RECIPE__TRAIN__EPOCHS"),
+            "{:?}",
+            r.notes
+        );
+    }
+
+    #[test]
+    fn misspelled_recipe_variables_fail_naming_the_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.toml");
+        std::fs::write(&p, MINIMAL).unwrap();
+        let err = Recipe::load_with_env(&p, &[], vars(&[("PARALLAX_RECIPE__TRAIN__EPOHCS", "3")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("train.epohcs") && err.contains("PARALLAX_RECIPE__TRAIN__EPOHCS"),
+            "{err}"
+        );
+        for bad in [
+            "PARALLAX_RECIPE_TRAIN__EPOCHS",
+            "PARALLAX_RECIPE__TRAIN____EPOCHS",
+        ] {
+            let err = Recipe::load_with_env(&p, &[], vars(&[(bad, "3")]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(bad), "{err}");
+        }
     }
 }

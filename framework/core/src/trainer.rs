@@ -652,7 +652,8 @@ fn write_results(
 /// Rebuilds a finished run's recipe (with or without its evaluators) and
 /// loads its checkpoint.
 fn load_run(run_dir: &Path, device: Option<&str>, with_eval: bool) -> Result<(Recipe, Experiment)> {
-    let mut recipe = Recipe::load(&run_dir.join(RECIPE), &[])?;
+    // the run's resolved recipe as it was written: no environment layer
+    let mut recipe = Recipe::load_with_env(&run_dir.join(RECIPE), &[], std::iter::empty())?;
     if !with_eval {
         recipe.eval.clear();
     }
