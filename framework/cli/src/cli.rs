@@ -350,16 +350,28 @@ fn train(
             PathBuf::from("runs").join(format!("{}-{n}", recipe.name))
         }
     };
+    let stop = crate::signals::install().context("cannot install the signal handlers")?;
     let opts = trainer::TrainOptions {
         run_dir: run_dir.clone(),
         max_steps,
         resume,
         device,
+        stop: Some(stop.flag()),
     };
     let outcome = trainer::train(&recipe, &opts)
         .with_context(|| format!("training {} failed", recipe_path.display()))?;
     println!("run directory: {}", outcome.run_dir.display());
     println!("steps: {}", outcome.step);
+    if outcome.stopped {
+        eprintln!(
+            "stopped by {} after step {}: checkpoint written; continue with `parallax train {} --out {} --resume`",
+            stop.signal_name(),
+            outcome.step,
+            recipe_path.display(),
+            outcome.run_dir.display()
+        );
+        return Ok(ExitCode::from(crate::signals::STOPPED_EXIT_CODE));
+    }
     for (k, v) in &outcome.metrics {
         match outcome.init_metrics.iter().find(|(ik, _)| ik == k) {
             Some((_, init)) => println!("{k} = {v:.4} (before training: {init:.4})"),

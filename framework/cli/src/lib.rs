@@ -8,3 +8,4 @@ pub mod cmd_bench_train_step;
 pub mod cmd_hub;
 pub mod cmd_verify_loss;
 pub mod plugins;
+pub mod signals;

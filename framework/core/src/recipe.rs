@@ -294,6 +294,16 @@ pub struct TrainConfig {
     pub max_steps: Option<u64>,
     /// Write a checkpoint every this many steps (and always at the end).
     pub checkpoint_every: u64,
+    /// Step checkpoints kept in the run directory, the latest included
+    /// (`checkpoint.safetensors`, then `checkpoint-STEP.safetensors`):
+    /// `--resume` falls back to the newest one that verifies. Default 2.
+    pub keep_checkpoints: usize,
+    /// Also keep the checkpoint with the best value of this evaluator metric
+    /// (e.g. `knn/top1`) as `checkpoint-best.safetensors` (none: no best).
+    pub best_metric: Option<String>,
+    /// Whether `best_metric` is better when larger (`max`, default) or
+    /// smaller (`min`).
+    pub best_mode: BestMode,
     /// Log scalars every this many steps.
     pub log_every: u64,
     /// Log weight histograms every this many steps (0: never).
@@ -319,6 +329,27 @@ pub struct TrainConfig {
     pub precision: crate::optim::precision::Precision,
 }
 
+/// Which way `train.best_metric` improves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BestMode {
+    /// Larger is better (accuracies).
+    #[default]
+    Max,
+    /// Smaller is better (losses, errors).
+    Min,
+}
+
+impl BestMode {
+    /// Whether `new` improves on `old`.
+    pub fn improves(self, new: f64, old: f64) -> bool {
+        match self {
+            BestMode::Max => new > old,
+            BestMode::Min => new < old,
+        }
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
@@ -328,6 +359,9 @@ impl Default for TrainConfig {
             grad_clip: None,
             max_steps: None,
             checkpoint_every: 500,
+            keep_checkpoints: 2,
+            best_metric: None,
+            best_mode: BestMode::Max,
             log_every: 10,
             histogram_every: 200,
             log_views: true,
@@ -626,6 +660,13 @@ impl Recipe {
             return Err(key_error(
                 &origins,
                 "train.accumulate",
+                "must be at least 1",
+            ));
+        }
+        if raw.train.keep_checkpoints == 0 {
+            return Err(key_error(
+                &origins,
+                "train.keep_checkpoints",
                 "must be at least 1",
             ));
         }

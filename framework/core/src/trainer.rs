@@ -8,13 +8,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Var};
 
-use crate::checkpoint::{self, CheckpointMeta};
+use crate::checkpoint::{self, CheckpointMeta, Rotation};
 use crate::data::{BuildCtx, DataMeta, DataSource, Loader, LoaderConfig, Split};
 use crate::error::{Error, Result};
 use crate::eval::{EvalCtx, Evaluator};
@@ -204,6 +205,9 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Overrides the recipe's device.
     pub device: Option<String>,
+    /// Set (e.g. by a signal handler) to stop the run after the current
+    /// optimizer step, with a checkpoint: the outcome is then `stopped`.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// What a finished run reports.
@@ -217,6 +221,9 @@ pub struct TrainOutcome {
     pub init_metrics: Vec<(String, f64)>,
     /// The run directory.
     pub run_dir: PathBuf,
+    /// The run stopped early on [`TrainOptions::stop`], after writing a
+    /// checkpoint (no final evaluation, no `results.json`).
+    pub stopped: bool,
 }
 
 fn build_loggers(recipe: &Recipe, info: &RunInfo) -> Result<Vec<Box<dyn Logger>>> {
@@ -237,29 +244,78 @@ fn log_all(
     Ok(())
 }
 
+/// Everything a checkpoint holds, as (model, optimizer + scaler, method) maps.
+type State = (
+    BTreeMap<String, candle_core::Tensor>,
+    BTreeMap<String, candle_core::Tensor>,
+    BTreeMap<String, candle_core::Tensor>,
+);
+
+fn run_state(exp: &Experiment, opt: &dyn optim::Optimizer, scaler: &LossScaler) -> Result<State> {
+    let mut optim_state = opt.state()?;
+    optim_state.extend(scaler.state()?);
+    Ok((exp.store.tensors(), optim_state, exp.method.state()?))
+}
+
+fn meta(recipe: &Recipe, step: u64) -> CheckpointMeta {
+    CheckpointMeta {
+        step,
+        seed: recipe.seed,
+        name: recipe.name.clone(),
+        format: 1,
+    }
+}
+
 fn save_checkpoint(
     exp: &Experiment,
     opt: &dyn optim::Optimizer,
     scaler: &LossScaler,
     recipe: &Recipe,
     step: u64,
-    dir: &Path,
+    rotation: &Rotation,
 ) -> Result<()> {
-    let meta = CheckpointMeta {
-        step,
-        seed: recipe.seed,
-        name: recipe.name.clone(),
-        format: 1,
+    let (model, optim_state, method) = run_state(exp, opt, scaler)?;
+    rotation.save(&meta(recipe, step), &model, &optim_state, &method)
+}
+
+/// After an evaluation: writes `checkpoint-best.safetensors` when the
+/// recipe's `train.best_metric` is among `metrics` and improves on the best
+/// so far; returns a line to log when it did.
+#[allow(clippy::too_many_arguments)]
+fn keep_best(
+    exp: &Experiment,
+    opt: &dyn optim::Optimizer,
+    scaler: &LossScaler,
+    recipe: &Recipe,
+    step: u64,
+    rotation: &Rotation,
+    metrics: &[(String, f64)],
+) -> Result<Option<String>> {
+    let Some(name) = &recipe.train.best_metric else {
+        return Ok(None);
     };
-    let mut optim_state = opt.state()?;
-    optim_state.extend(scaler.state()?);
-    checkpoint::save(
-        &dir.join(CHECKPOINT),
-        &meta,
-        &exp.store.tensors(),
+    let Some((_, value)) = metrics.iter().find(|(k, _)| k == name) else {
+        return Ok(None);
+    };
+    let mode = recipe.train.best_mode;
+    if let Some((old_name, old)) = rotation.best_value() {
+        if old_name == *name && !mode.improves(*value, old) {
+            return Ok(None);
+        }
+    }
+    let (model, optim_state, method) = run_state(exp, opt, scaler)?;
+    rotation.save_best(
+        &meta(recipe, step),
+        &model,
         &optim_state,
-        &exp.method.state()?,
-    )
+        &method,
+        name,
+        *value,
+    )?;
+    Ok(Some(format!(
+        "best {name} so far ({value:.4}) at step {step}: {}",
+        rotation.best().display()
+    )))
 }
 
 /// Collapse monitor: the mean per-dimension standard deviation of
@@ -310,13 +366,17 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
     let device = crate::device::select(opts.device.as_deref().unwrap_or(&recipe.device))?;
     let run_dir = opts.run_dir.clone();
     let ck_path = run_dir.join(CHECKPOINT);
-    if ck_path.exists() && !opts.resume {
+    let rotation = Rotation {
+        dir: run_dir.clone(),
+        keep: recipe.train.keep_checkpoints,
+    };
+    if rotation.exists() && !opts.resume {
         return Err(Error::Recipe(format!(
             "{} already holds a checkpoint: pass --resume to continue it, or --out to start a new run elsewhere",
             run_dir.display()
         )));
     }
-    if opts.resume && !ck_path.exists() {
+    if opts.resume && !rotation.exists() {
         return Err(Error::Recipe(format!(
             "--resume: no checkpoint at {}",
             ck_path.display()
@@ -360,8 +420,20 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
         optim::schedule::Schedule::new(&spec.schedule, spec.lr, total_steps, steps_per_epoch);
 
     let mut step = 0u64;
+    // what resuming found, for the log once the loggers exist
+    let mut resume_notes = Vec::new();
     if opts.resume {
-        let ck = checkpoint::load(&ck_path, &device)?;
+        let found = checkpoint::load_newest(&rotation, &device)?;
+        for (path, why) in &found.skipped {
+            resume_notes.push(format!("--resume: skipping {}: {why}", path.display()));
+        }
+        resume_notes.push(format!(
+            "--resume: continuing from {} (step {})",
+            found.path.display(),
+            found.checkpoint.meta.step
+        ));
+        let ck_path = found.path;
+        let ck = found.checkpoint;
         if ck.meta.seed != recipe.seed {
             return Err(Error::Recipe(format!(
                 "--resume: the checkpoint was made with seed {}, the recipe has seed {}",
@@ -408,6 +480,11 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
         }
     );
     log_all(&mut loggers, |l| l.message(step, &describe))?;
+    for note in &resume_notes {
+        log_all(&mut loggers, |l| l.message(step, note))?;
+    }
+    let stop_requested = || opts.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
+    let mut stopped = false;
 
     let mut init_metrics = Vec::new();
     if step == 0 && !exp.evaluators.is_empty() {
@@ -479,7 +556,7 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
                 // with f16, an overflow in the forward pass reaches the
                 // gradients too, and the loss scaler skips the step
                 if !value.is_finite() && !scaler.checks_overflow() {
-                    let kept = if ck_path.exists() {
+                    let kept = if rotation.exists() {
                         format!("the last good checkpoint is kept at {}", ck_path.display())
                     } else {
                         "no checkpoint had been written yet".to_string()
@@ -597,8 +674,12 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
                     }
                 }
             }
+            if step < stop_at && stop_requested() {
+                stopped = true;
+                break 'epochs;
+            }
             if step % tc.checkpoint_every == 0 && step < stop_at {
-                save_checkpoint(&exp, opt.as_ref(), &scaler, recipe, step, &run_dir)?;
+                save_checkpoint(&exp, opt.as_ref(), &scaler, recipe, step, &rotation)?;
             }
         }
         drop(batches);
@@ -610,16 +691,42 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
                 log_all(&mut loggers, |l| l.scalars(step, &m))?;
                 let text = format!("epoch {epoch}: {}", fmt_metrics(&m));
                 log_all(&mut loggers, |l| l.message(step, &text))?;
+                let best = keep_best(&exp, opt.as_ref(), &scaler, recipe, step, &rotation, &m)?;
+                if let Some(line) = best {
+                    log_all(&mut loggers, |l| l.message(step, &line))?;
+                }
+            }
+            if stop_requested() {
+                stopped = true;
+                break 'epochs;
             }
         }
         loop_start = Instant::now();
     }
     train_seconds += loop_start.elapsed().as_secs_f64();
-    save_checkpoint(&exp, opt.as_ref(), &scaler, recipe, step, &run_dir)?;
+    save_checkpoint(&exp, opt.as_ref(), &scaler, recipe, step, &rotation)?;
     let mut metrics = vec![("train/loss".to_string(), last_loss)];
+    if stopped {
+        let text = format!(
+            "stopped on request at step {step} of {stop_at}: checkpoint written to {}; continue with --resume",
+            rotation.latest().display()
+        );
+        log_all(&mut loggers, |l| l.message(step, &text))?;
+        log_all(&mut loggers, |l| l.finish(step, &metrics))?;
+        return Ok(TrainOutcome {
+            step,
+            metrics,
+            init_metrics,
+            run_dir,
+            stopped: true,
+        });
+    }
     if !exp.evaluators.is_empty() {
         let m = exp.evaluate(recipe, None)?;
         log_all(&mut loggers, |l| l.scalars(step, &m))?;
+        if let Some(line) = keep_best(&exp, opt.as_ref(), &scaler, recipe, step, &rotation, &m)? {
+            log_all(&mut loggers, |l| l.message(step, &line))?;
+        }
         metrics.extend(m);
     }
     write_results(&run_dir, step, &metrics, &init_metrics, train_seconds)?;
@@ -629,6 +736,7 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
         metrics,
         init_metrics,
         run_dir,
+        stopped: false,
     })
 }
 
@@ -658,8 +766,15 @@ fn load_run(run_dir: &Path, device: Option<&str>, with_eval: bool) -> Result<(Re
         recipe.eval.clear();
     }
     let device = crate::device::select(device.unwrap_or(&recipe.device))?;
-    let ck_path = run_dir.join(CHECKPOINT);
-    let ck = checkpoint::load(&ck_path, &device)?;
+    let rotation = Rotation {
+        dir: run_dir.to_path_buf(),
+        keep: recipe.train.keep_checkpoints,
+    };
+    let found = checkpoint::load_newest(&rotation, &device)?;
+    for (path, why) in &found.skipped {
+        eprintln!("warning: skipping {}: {why}", path.display());
+    }
+    let (ck_path, ck) = (found.path, found.checkpoint);
     let exp = Experiment::build(&recipe, device)?;
     exp.store
         .assign_all(&ck.model)
