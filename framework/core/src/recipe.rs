@@ -63,6 +63,11 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "logger",
 ];
 
+/// The most levels a `--set` or environment key may have: deeper keys are
+/// no recipe's, and thousands of levels would overflow the stack in the
+/// nested tables' conversion.
+const MAX_KEY_LEVELS: usize = 32;
+
 /// The name of the environment layer in error messages.
 const ENV_LAYER: &str = "environment variables";
 
@@ -487,6 +492,12 @@ pub fn parse_set(flag: &str) -> Result<(String, Value)> {
     if k.is_empty() || k.split('.').any(|p| p.is_empty()) {
         return Err(Error::Recipe(format!("--set `{flag}`: empty key")));
     }
+    let levels = k.split('.').count();
+    if levels > MAX_KEY_LEVELS {
+        return Err(Error::Recipe(format!(
+            "--set: the key has {levels} levels, at most {MAX_KEY_LEVELS}"
+        )));
+    }
     Ok((k.to_string(), parse_value(v)))
 }
 
@@ -517,6 +528,12 @@ fn env_layer(vars: impl IntoIterator<Item = (String, String)>) -> Result<(Dict, 
             continue;
         };
         let parts: Vec<String> = rest.split("__").map(|p| p.to_lowercase()).collect();
+        if parts.len() > MAX_KEY_LEVELS {
+            return Err(Error::Recipe(format!(
+                "environment variable {k}: the key has {} levels, at most {MAX_KEY_LEVELS}",
+                parts.len()
+            )));
+        }
         if parts.iter().any(|p| p.is_empty()) {
             return Err(Error::Recipe(format!(
                 "environment variable {k}: empty key level (levels are separated by `__`, e.g. {ENV_PREFIX}TRAIN__EPOCHS)"
@@ -891,5 +908,20 @@ mod tests {
                 .to_string();
             assert!(err.contains(bad), "{err}");
         }
+    }
+
+    #[test]
+    fn absurdly_deep_keys_are_refused_not_a_stack_overflow() {
+        let deep = vec!["a"; 5000].join(".");
+        let err = parse_set(&format!("data.{deep}=1"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("levels, at most 32"), "{err}");
+        assert!(parse_set(&format!("{}=1", vec!["a"; 32].join("."))).is_ok());
+        let var = format!("PARALLAX_RECIPE__{}", vec!["A"; 5000].join("__"));
+        let err = env_layer(vec![(var, "1".to_string())])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("levels, at most 32"), "{err}");
     }
 }
