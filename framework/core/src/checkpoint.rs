@@ -467,6 +467,28 @@ mod tests {
     }
 
     #[test]
+    fn a_header_that_claims_terabytes_is_an_error_not_an_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("huge.safetensors");
+        // a tensor of 2^40 f32 values (4 TiB) in a file of a few bytes
+        let header = br#"{"__metadata__":{"parallax":"{\"step\":1,\"seed\":1,\"name\":\"r\",\"format\":1}"},"model/w":{"dtype":"F32","shape":[1099511627776],"data_offsets":[0,4398046511104]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(&[0u8; 16]);
+        std::fs::write(&p, &bytes).unwrap();
+        let e = load(&p, &Device::Cpu).err().unwrap().to_string();
+        assert!(e.contains("huge.safetensors"), "{e}");
+        // a header length of 2^60 bytes
+        let mut bytes = (1u64 << 60).to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"{}");
+        std::fs::write(&p, &bytes).unwrap();
+        let e = read_meta(&p).err().unwrap().to_string();
+        assert!(e.contains("header of 1152921504606846976 bytes"), "{e}");
+        let e = load(&p, &Device::Cpu).err().unwrap().to_string();
+        assert!(e.contains("huge.safetensors"), "{e}");
+    }
+
+    #[test]
     fn a_flipped_byte_in_the_content_fails_the_checksum() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.safetensors");
