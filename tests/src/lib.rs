@@ -1,5 +1,6 @@
 //! Helpers for the end-to-end tests of the `parallax` binary.
 
+pub mod fuzz;
 pub mod mock_hub;
 
 use std::path::{Path, PathBuf};

@@ -272,7 +272,9 @@ impl DualEncoder {
             tensors.insert("logit_scale".into(), s.reshape(1)?);
         }
         let ckpt = Checkpoint::from_tensors(&wpath.display().to_string(), tensors);
-        let recorder = Recorder::new();
+        // the towers' shapes come from config.json: check each variable
+        // against the weights before it is made
+        let recorder = Recorder::checked_against(&ckpt);
         let rvb = recorder.wrap(vb.clone());
         let image = ClipVision::new(&hf.vision, meta, rvb.pp("vision_model"))?;
         let text = ClipText::new(&hf.text, meta, rvb.pp("text_model"))?;

@@ -16,6 +16,8 @@
 //! max_length = 32
 //! # limit = 1000                           # first rows of the manifest
 //! # test_limit = 500
+//! # [data.limits]                         # bounds on the image files, as image_folder's
+//! # max_width = 16384
 //! ```
 //!
 //! Images are decoded once, when the source is built, and held as bytes;
@@ -32,7 +34,7 @@ use parallax_core::recipe::Params;
 use parallax_text::sources::{csv_fields, is_jsonl, json_str, jsonl_objects, read_text};
 use parallax_text::tokenizer::TextTokenizer;
 use parallax_vision::image::Image;
-use parallax_vision::image_folder::{decode, to_chw, InMemoryImages, OnCorrupt};
+use parallax_vision::image_folder::{decode_with, to_chw, DecodeLimits, InMemoryImages, OnCorrupt};
 use serde::Deserialize;
 
 use crate::tokens::{caption_tokenizer, CaptionTokens, DEFAULT_MAX_LENGTH};
@@ -88,6 +90,10 @@ struct ImageTextConfig {
     /// Use only the first `test_limit` rows of `test_manifest`.
     #[serde(default)]
     test_limit: Option<usize>,
+    /// Bounds on the image files (see
+    /// [`parallax_vision::image_folder::DecodeLimits`]).
+    #[serde(default)]
+    limits: DecodeLimits,
 }
 
 fn default_image_key() -> String {
@@ -361,7 +367,7 @@ fn load(
                 c.image_key
             )));
         }
-        let img = match decode(&file) {
+        let img = match decode_with(&file, &c.limits) {
             Ok(img) => img,
             Err(e) if c.on_corrupt == OnCorrupt::Skip => {
                 skipped.push((file.clone(), row.line, e));

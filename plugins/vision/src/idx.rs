@@ -119,6 +119,17 @@ pub enum IdxError {
         expected: usize,
         found: usize,
     },
+    /// A gzipped file whose header declares more data than its compressed
+    /// size can hold (a corrupt header or a gzip bomb).
+    #[error(
+        "{file}: dimensions {dims:?} declare {declared} bytes, more than {compressed} gzipped bytes can hold"
+    )]
+    Implausible {
+        file: String,
+        dims: Vec<usize>,
+        declared: usize,
+        compressed: usize,
+    },
     /// The dimensions multiply to more elements than memory can address.
     #[error("{file}: dimensions {dims:?} are too large")]
     TooLarge { file: String, dims: Vec<usize> },
@@ -180,14 +191,50 @@ pub fn read_images_labels(images: &Path, labels: &Path) -> Result<ImageSet, IdxE
     )
 }
 
+/// The most a gzip (deflate) stream expands: about 1032 to 1 at best.
+pub const MAX_GZIP_RATIO: usize = 1032;
+
+/// Decompresses a gzipped IDX file without trusting its header: the
+/// magic number and dimensions are read first, a declared size that
+/// `bytes.len()` compressed bytes cannot hold is an error, and no more
+/// than one byte past the declared size is decompressed (a gzip bomb
+/// costs nothing).
 fn gunzip(bytes: &[u8], name: &str) -> Result<Vec<u8>, IdxError> {
+    let gzip = |source| IdxError::Gzip {
+        file: name.to_string(),
+        source,
+    };
+    let mut dec = MultiGzDecoder::new(bytes);
     let mut out = Vec::new();
-    MultiGzDecoder::new(bytes)
+    (&mut dec).take(4).read_to_end(&mut out).map_err(gzip)?;
+    if out.len() < 4 || out[..2] != [0, 0] || out[2] != DTYPE_U8 {
+        // not an unsigned-byte IDX file: parse_raw says why
+        return Ok(out);
+    }
+    let header = 4 + 4 * usize::from(out[3]);
+    (&mut dec)
+        .take((header - 4) as u64)
         .read_to_end(&mut out)
-        .map_err(|source| IdxError::Gzip {
+        .map_err(gzip)?;
+    if out.len() < header {
+        return Ok(out);
+    }
+    let dims = parse_dims(&out, usize::from(out[3]), name)?;
+    let declared = element_count(&dims, name)?;
+    let bound = bytes.len().saturating_mul(MAX_GZIP_RATIO);
+    if declared > bound {
+        return Err(IdxError::Implausible {
             file: name.to_string(),
-            source,
-        })?;
+            dims,
+            declared,
+            compressed: bytes.len(),
+        });
+    }
+    out.reserve(declared);
+    (&mut dec)
+        .take(declared as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(gzip)?;
     Ok(out)
 }
 
@@ -386,6 +433,64 @@ mod tests {
         let err = parse_idx(&bytes, "broken.gz").expect_err("corrupt gzip");
         assert!(matches!(err, IdxError::Gzip { .. }));
         assert!(err.to_string().starts_with("broken.gz: corrupt gzip data"));
+    }
+
+    #[test]
+    fn huge_declared_sizes_are_errors_before_any_allocation() {
+        // raw: a header claiming 28 TB in 24 bytes
+        let raw = idx_bytes(&[1_000_000, 1_000_000, 28], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        let err = parse_idx(&raw, "huge.idx").expect_err("terabytes declared");
+        assert!(
+            matches!(err, IdxError::Truncated { part: "data", .. }),
+            "{err}"
+        );
+        // more elements than memory can address
+        let raw = idx_bytes(&[u32::MAX, u32::MAX, 255], &[]);
+        let err = parse_idx(&raw, "huger.idx").expect_err("overflow");
+        assert!(matches!(err, IdxError::TooLarge { .. }), "{err}");
+        // gzip: 10^12 bytes declared in a few dozen compressed bytes
+        let gz = gzip(&idx_bytes(&[1_000_000, 1_000_000], &[0; 16]));
+        let err = parse_idx(&gz, "bomb.idx.gz").expect_err("implausible");
+        let msg = err.to_string();
+        assert!(matches!(err, IdxError::Implausible { .. }), "{msg}");
+        assert!(
+            msg.starts_with("bomb.idx.gz: dimensions [1000000, 1000000]"),
+            "{msg}"
+        );
+        // a gzip bomb behind a small header is not decompressed past it
+        let mut body = idx_bytes(&[4], &[1, 2, 3, 4]);
+        body.extend(std::iter::repeat_n(0u8, 50_000_000));
+        let err = parse_idx(&gzip(&body), "tail.gz").expect_err("trailing");
+        assert!(
+            matches!(
+                err,
+                IdxError::TrailingData {
+                    expected: 4,
+                    found: 5,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn gzip_round_trip_of_every_rank() {
+        for dims in [vec![], vec![3], vec![2, 3], vec![2, 1, 3]] {
+            let n: u32 = dims.iter().product();
+            let data: Vec<u8> = (0..n as u8).collect();
+            let arr = parse_idx(&gzip(&idx_bytes(&dims, &data)), "r.gz").expect("valid");
+            assert_eq!(arr.data, data);
+            assert_eq!(arr.dims.len(), dims.len());
+        }
+        let err = parse_idx(&gzip(&[0, 0, 8, 2, 0, 0]), "short.gz").expect_err("short");
+        assert!(
+            matches!(err, IdxError::Truncated { part: "header", .. }),
+            "{err}"
+        );
+        let err =
+            parse_idx(&gzip(&[0, 0, 0x0d, 1, 0, 0, 0, 1, 0, 0, 0, 0]), "f.gz").expect_err("float");
+        assert!(matches!(err, IdxError::UnsupportedDtype { .. }), "{err}");
     }
 
     #[test]

@@ -11,6 +11,11 @@
 //! size = 32            # resize every image to 32 x 32 (bilinear)
 //! channels = 3         # convert to RGB
 //! on_corrupt = "skip"  # or "error" (the default)
+//!
+//! [data.limits]        # what a file may claim before it is refused (defaults)
+//! max_width = 16384
+//! max_height = 16384
+//! max_alloc_mib = 512
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -152,6 +157,46 @@ pub enum OnCorrupt {
     Skip,
 }
 
+/// Bounds on what an image file may make the decoder do (`[data.limits]` of
+/// the image sources): a file whose header claims more pixels, or whose
+/// decoding would allocate more, is refused with an error naming the file
+/// (skipped under `on_corrupt = "skip"`) instead of exhausting memory. The
+/// defaults let through any photograph up to 16384 x 16384 pixels within
+/// the `image` crate's default allocation bound of 512 MiB. Converting a
+/// decoded image (to CHW bytes, then to floats to resize it) takes a few
+/// times its size again.
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecodeLimits {
+    /// The largest width in pixels; default 16384.
+    pub max_width: u32,
+    /// The largest height in pixels; default 16384.
+    pub max_height: u32,
+    /// The most the decoder may allocate, in MiB; default 512.
+    pub max_alloc_mib: u64,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_width: 16384,
+            max_height: 16384,
+            max_alloc_mib: 512,
+        }
+    }
+}
+
+impl DecodeLimits {
+    /// The `image` crate's limits.
+    pub fn to_image_limits(&self) -> ::image::Limits {
+        let mut l = ::image::Limits::default();
+        l.max_image_width = Some(self.max_width);
+        l.max_image_height = Some(self.max_height);
+        l.max_alloc = Some(self.max_alloc_mib.saturating_mul(1 << 20));
+        l
+    }
+}
+
 /// `[data] name = "image_folder"` options.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -179,6 +224,9 @@ struct ImageFolderConfig {
     /// The same for the test images.
     #[serde(default)]
     test_limit: Option<usize>,
+    /// Bounds on the image files (see [`DecodeLimits`]).
+    #[serde(default)]
+    limits: DecodeLimits,
 }
 
 const EXTENSIONS: &[&str] = &["png", "jpg", "jpeg"];
@@ -259,15 +307,30 @@ fn list(dir: &Path) -> Result<(Labelled, Vec<String>)> {
 }
 
 /// Decodes the PNG or JPEG file at `path` (the format is guessed from the
-/// content, not the extension). The error is the reader's or decoder's
-/// message, without the path: callers name the file.
+/// content, not the extension) within the default [`DecodeLimits`]. The
+/// error is the reader's or decoder's message, without the path: callers
+/// name the file.
 pub fn decode(path: &Path) -> std::result::Result<::image::DynamicImage, String> {
-    ::image::ImageReader::open(path)
+    decode_with(path, &DecodeLimits::default())
+}
+
+/// [`decode`] within `limits`.
+pub fn decode_with(
+    path: &Path,
+    limits: &DecodeLimits,
+) -> std::result::Result<::image::DynamicImage, String> {
+    let mut reader = ::image::ImageReader::open(path)
         .map_err(|e| e.to_string())?
         .with_guessed_format()
-        .map_err(|e| e.to_string())?
-        .decode()
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    reader.limits(limits.to_image_limits());
+    reader.decode().map_err(|e| match e {
+        ::image::ImageError::Limits(_) => format!(
+            "{e}: the limits are {}x{} pixels and {} MiB (raise them in [data.limits])",
+            limits.max_width, limits.max_height, limits.max_alloc_mib
+        ),
+        e => e.to_string(),
+    })
 }
 
 /// The CHW bytes of `img` in `channels` channels: 1 (luma) or 3 (RGB
@@ -317,7 +380,7 @@ fn load(
     let mut skipped: Vec<(PathBuf, String)> = Vec::new();
     for &i in &chosen {
         let (path, label) = &files[i];
-        let img = match decode(path) {
+        let img = match decode_with(path, &c.limits) {
             Ok(img) => img,
             Err(e) if c.on_corrupt == OnCorrupt::Skip => {
                 skipped.push((path.clone(), e));
@@ -436,6 +499,87 @@ parallax_core::register!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn png(w: u32, h: u32) -> Vec<u8> {
+        let img = ::image::DynamicImage::ImageLuma8(::image::ImageBuffer::from_fn(w, h, |x, y| {
+            ::image::Luma([(x + y) as u8])
+        }));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, ::image::ImageFormat::Png)
+            .expect("encode png");
+        out.into_inner()
+    }
+
+    /// A PNG whose header claims `w` x `h` pixels (with a valid checksum)
+    /// but holds the pixel data of a 1 x 1 image.
+    fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+        let mut b = png(1, 1);
+        // signature (8), IHDR length (4) and type (4), then width and height
+        b[16..20].copy_from_slice(&w.to_be_bytes());
+        b[20..24].copy_from_slice(&h.to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(&b[12..29]);
+        b[29..33].copy_from_slice(&crc.sum().to_be_bytes());
+        b
+    }
+
+    fn config(toml_text: &str) -> ImageFolderConfig {
+        toml::from_str(toml_text).expect("config")
+    }
+
+    #[test]
+    fn decode_limits_refuse_huge_images() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let huge = dir.path().join("huge.png");
+        std::fs::write(&huge, png_claiming(100_000, 100_000)).expect("write");
+        let e = decode(&huge).expect_err("10^10 pixels");
+        assert!(e.contains("limits") && e.contains("16384x16384"), "{e}");
+        // within the limits the same trick is a plain decoding error
+        std::fs::write(&huge, png_claiming(300, 200)).expect("write");
+        let e = decode(&huge).expect_err("no pixel data");
+        assert!(!e.contains("limits"), "{e}");
+
+        let small = dir.path().join("small.png");
+        std::fs::write(&small, png(64, 48)).expect("write");
+        assert!(decode(&small).is_ok());
+        let tight = DecodeLimits {
+            max_width: 32,
+            ..DecodeLimits::default()
+        };
+        let e = decode_with(&small, &tight).expect_err("wider than 32");
+        assert!(e.contains("32x16384"), "{e}");
+        let little_memory = DecodeLimits {
+            max_alloc_mib: 0,
+            ..DecodeLimits::default()
+        };
+        assert!(decode_with(&small, &little_memory).is_err());
+    }
+
+    #[test]
+    fn the_folder_source_applies_its_limits() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("a.png"), png(8, 8)).expect("write");
+        std::fs::write(dir.path().join("b.png"), png(40, 8)).expect("write");
+        let path = dir.path().display().to_string();
+        let c = config(&format!(
+            "path = {path:?}\nsize = 8\n[limits]\nmax_width = 16"
+        ));
+        let e = load(dir.path(), &c, None, Split::Train)
+            .err()
+            .expect("b.png is too wide");
+        let msg = e.to_string();
+        assert!(msg.contains("b.png") && msg.contains("limits"), "{msg}");
+        let c = config(&format!(
+            "path = {path:?}\nsize = 8\non_corrupt = \"skip\"\n[limits]\nmax_width = 16"
+        ));
+        let src = load(dir.path(), &c, None, Split::Train).expect("b.png skipped");
+        assert_eq!(src.len(), 1);
+        assert!(toml::from_str::<ImageFolderConfig>(&format!(
+            "path = {path:?}\n[limits]\nmax_pixels = 5"
+        ))
+        .is_err());
+        assert_eq!(config("path = \"x\"").limits, DecodeLimits::default());
+    }
 
     #[test]
     fn spread_keeps_every_part() {

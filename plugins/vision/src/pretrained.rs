@@ -167,11 +167,19 @@ impl Checkpoint {
 #[derive(Clone, Default)]
 pub struct Recorder {
     seen: Arc<Mutex<BTreeMap<String, Vec<usize>>>>,
+    expected: Option<Arc<Expected>>,
+}
+
+/// The shape of every tensor of a checkpoint, and the file, for errors.
+struct Expected {
+    origin: String,
+    shapes: HashMap<String, Vec<usize>>,
 }
 
 struct Recording<'a> {
     inner: VarBuilder<'a>,
     seen: Arc<Mutex<BTreeMap<String, Vec<usize>>>>,
+    expected: Option<Arc<Expected>>,
 }
 
 impl SimpleBackend for Recording<'_> {
@@ -183,6 +191,23 @@ impl SimpleBackend for Recording<'_> {
         dtype: DType,
         _dev: &Device,
     ) -> candle_core::Result<Tensor> {
+        if let Some(exp) = &self.expected {
+            // before anything is allocated: a configuration read from a file
+            // may ask for a model far larger than its weights
+            match exp.shapes.get(name) {
+                None => candle_core::bail!(
+                    "{}: the checkpoint has no tensor `{name}` (the encoder needs shape {:?})",
+                    exp.origin,
+                    s.dims()
+                ),
+                Some(d) if d.as_slice() != s.dims() => candle_core::bail!(
+                    "{}: tensor `{name}` has shape {d:?}, the encoder needs {:?}",
+                    exp.origin,
+                    s.dims()
+                ),
+                Some(_) => {}
+            }
+        }
         let t = self.inner.get_with_hints_dtype(s.clone(), name, h, dtype)?;
         self.seen
             .lock()
@@ -211,12 +236,31 @@ impl Recorder {
         Self::default()
     }
 
+    /// A recorder that refuses, before creating it, a variable that `ckpt`
+    /// lacks or holds with another shape: an encoder whose configuration
+    /// comes from a file next to the weights then fails on the first
+    /// mismatch instead of first allocating whatever the file claims.
+    pub fn checked_against(ckpt: &Checkpoint) -> Self {
+        Recorder {
+            seen: Arc::default(),
+            expected: Some(Arc::new(Expected {
+                origin: ckpt.origin.clone(),
+                shapes: ckpt
+                    .tensors
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.dims().to_vec()))
+                    .collect(),
+            })),
+        }
+    }
+
     /// A builder that creates variables through `vb` and records them.
     pub fn wrap<'a>(&self, vb: VarBuilder<'a>) -> VarBuilder<'a> {
         let (dtype, device) = (vb.dtype(), vb.device().clone());
         let backend = Recording {
             inner: vb,
             seen: self.seen.clone(),
+            expected: self.expected.clone(),
         };
         VarBuilder::from_backend(Box::new(backend), dtype, device)
     }
@@ -287,6 +331,56 @@ mod tests {
             e.contains("`m.w`") && e.contains("[3, 2]") && e.contains("[2, 3]"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_checked_recorder_refuses_before_allocating() {
+        let mut t = HashMap::new();
+        t.insert(
+            "m.w".to_string(),
+            Tensor::ones((2, 3), DType::F32, &Device::Cpu).unwrap(),
+        );
+        let c = Checkpoint::from_tensors("w.safetensors", t);
+        let store = VarStore::new(0);
+        let rec = Recorder::checked_against(&c);
+        let vb = rec.wrap(store.var_builder(DType::F32, &Device::Cpu));
+        vb.get_with_hints((2, 3), "m.w", Init::Const(0.0)).unwrap();
+        // 2^40 values would be 4 TiB: refused by name and shape first
+        let e = vb
+            .get_with_hints((1 << 20, 1 << 20), "m.w", Init::Const(0.0))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("w.safetensors") && e.contains("[2, 3]"), "{e}");
+        let e = vb
+            .get_with_hints((1 << 20, 1 << 20), "m.other", Init::Const(0.0))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no tensor `m.other`"), "{e}");
+        assert_eq!(rec.vars(), vec![("m.w".to_string(), vec![2, 3])]);
+    }
+
+    #[test]
+    fn safetensors_headers_claiming_huge_tensors_are_errors() {
+        // safetensors itself checks that the header (at most 100 MB) and
+        // every tensor's bytes lie inside the file, before anything is read
+        let dir = tempfile::tempdir().unwrap();
+        let header =
+            br#"{"w":{"dtype":"F32","shape":[1099511627776],"data_offsets":[0,4398046511104]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(&[0; 16]);
+        let f = dir.path().join("huge.safetensors");
+        std::fs::write(&f, &bytes).unwrap();
+        let e = Checkpoint::open("vit", &f.display().to_string(), None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("huge.safetensors"), "{e}");
+        // a header length of 2^63
+        let mut bytes = (1u64 << 63).to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"{}");
+        std::fs::write(&f, &bytes).unwrap();
+        assert!(Checkpoint::open("vit", &f.display().to_string(), None).is_err());
     }
 
     #[test]

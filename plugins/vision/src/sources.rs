@@ -120,7 +120,16 @@ fn idx_split(dir: &Path, split: Split) -> Result<ImageSet> {
     };
     let images = find_file(dir, &format!("{prefix}-images-idx3-ubyte"))?;
     let labels = find_file(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
-    read_images_labels(&images, &labels).map_err(|e| Error::Data(e.to_string()))
+    let set = read_images_labels(&images, &labels).map_err(|e| Error::Data(e.to_string()))?;
+    if set.height == 0 || set.width == 0 {
+        return Err(Error::Data(format!(
+            "{}: images of {}x{} pixels (expected at least 1x1)",
+            images.display(),
+            set.width,
+            set.height
+        )));
+    }
+    Ok(set)
 }
 
 fn class_names() -> Vec<String> {

@@ -378,7 +378,9 @@ impl Vit {
         )?;
         let pos_embed = vb.get_with_hints((1, arch.tokens(), d), "pos_embed", LINEAR_INIT)?;
         let layer_norm = |vb: VarBuilder| LayerNorm::load(d, eps, vb);
-        let mut blocks = Vec::with_capacity(depth);
+        // no `with_capacity(depth)`: an absurd depth must fail on its
+        // first missing weight or allocation, not reserve memory up front
+        let mut blocks = Vec::new();
         for i in 0..depth {
             let vb = vb.pp("blocks").pp(i);
             blocks.push(Block {

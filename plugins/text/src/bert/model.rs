@@ -190,7 +190,9 @@ impl BertModel {
             &[cfg.type_vocab_size, h],
         )?;
         let emb_norm = p.layer_norm("embeddings.LayerNorm", h, eps)?;
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        // no `with_capacity`: the count comes from config.json, and a
+        // corrupt one (2^32 layers) must fail on the missing weights
+        let mut layers = Vec::new();
         for i in 0..cfg.num_hidden_layers {
             let pre = format!("encoder.layer.{i}");
             layers.push(Layer {
