@@ -1,7 +1,7 @@
 //! Device selection: `auto`, `cpu` or `cuda:N` (`cuda` is `cuda:0`).
 //!
-//! CUDA needs a binary built with the `cuda` cargo feature (see the README's
-//! CUDA section). Without it, `cuda:N` is an error that says how to build
+//! CUDA needs a binary built with the `cuda` cargo feature (see the CUDA
+//! section of framework/core/README.md). Without it, `cuda:N` is an error that says how to build
 //! one, and `auto` is the CPU. With it, `auto` is `cuda:0` when the driver
 //! reports a GPU and the CPU when it reports none; any other driver failure
 //! is an error rather than a silent fall-back to the CPU.
@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 /// How to build a binary with CUDA, for error messages.
 pub const CUDA_BUILD_HINT: &str = "build with the `cuda` feature: \
      `source <(scripts/setup-cuda.sh) && cargo build --release --features cuda` \
-     (see the README's CUDA section)";
+     (see the CUDA section of framework/core/README.md)";
 
 /// A parsed device specification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
