@@ -1113,20 +1113,22 @@ fn sentences_seeds() -> Vec<Vec<u8>> {
     ]
 }
 
-fn run_sentences(work: &Path, input: &[u8]) -> Answer {
+/// Writes the small tokenizer into `work`; its path as a TOML string.
+fn put_small_tokenizer(work: &Path) -> Result<String, String> {
     let tok = put(
         work,
         "tok/tokenizer.json",
         small_tokenizer_json().as_bytes(),
     )?;
+    Ok(quoted(&tok))
+}
+
+fn run_sentences(work: &Path, input: &[u8]) -> Answer {
+    let tok = put_small_tokenizer(work)?;
     let mut answers = Vec::new();
     for name in ["s.txt", "s.jsonl"] {
         put(work, name, input)?;
-        let table = format!(
-            "path = {:?}\ntokenizer = {}\nmax_length = 8",
-            name,
-            quoted(&tok)
-        );
+        let table = format!("path = {name:?}\ntokenizer = {tok}\nmax_length = 8");
         answers.push(data_source("sentences", &table, work, Split::Train));
     }
     any(answers)
@@ -1188,18 +1190,13 @@ fn run_image_text(work: &Path, input: &[u8]) -> Answer {
     let seeds = image_seeds();
     put(work, "a.png", &seeds[1])?;
     put(work, "b.png", &seeds[2])?;
-    let tok = put(
-        work,
-        "tok/tokenizer.json",
-        small_tokenizer_json().as_bytes(),
-    )?;
+    let tok = put_small_tokenizer(work)?;
     let mut answers = Vec::new();
     for name in ["m.jsonl", "m.csv"] {
         put(work, name, input)?;
         let table = format!(
             "manifest = {name:?}\ntest_manifest = {name:?}\nlabel_key = \"label\"\n\
-             tokenizer = {}\nmax_length = 8\nsize = 6\non_corrupt = \"skip\"",
-            quoted(&tok)
+             tokenizer = {tok}\nmax_length = 8\nsize = 6\non_corrupt = \"skip\""
         );
         for split in [Split::Train, Split::Test] {
             answers.push(data_source("image_text", &table, work, split));

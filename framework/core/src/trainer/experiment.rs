@@ -43,13 +43,7 @@ pub struct Experiment {
 impl Experiment {
     /// Builds every component of `recipe` on `device`.
     pub fn build(recipe: &Recipe, device: Device) -> Result<Experiment> {
-        registry::check()?;
-        let mut ctx = BuildCtx::new(recipe.seed, Split::Train);
-        ctx.encoder = Some(recipe.encoder.clone());
-        let source = (registry::data_source(&recipe.data.name)?.build)(&recipe.data.params, &ctx)?;
-        if source.is_empty() {
-            return Err(Error::Data(format!("{} has no samples", source.describe())));
-        }
+        let (mut ctx, source) = training_source(recipe)?;
         let source: Arc<dyn DataSource> = match recipe.train.labels_per_class {
             Some(k) => {
                 let idx = crate::data::subset::per_class_indices(
@@ -71,11 +65,7 @@ impl Experiment {
         };
         let meta = source.meta();
         ctx.meta = meta.clone();
-        let views_spec = recipe
-            .views
-            .as_ref()
-            .ok_or_else(|| Error::Recipe("missing section [views] (the view generator)".into()))?;
-        let views = (registry::views(&views_spec.name)?.build)(&views_spec.params, &ctx)?;
+        let (views_name, views) = view_generator(recipe, &ctx)?;
         let store = VarStore::new(recipe.seed);
         let vb = store.var_builder(DType::F32, &device);
         // mixed precision: the encoder's variables in the compute dtype
@@ -110,7 +100,7 @@ impl Experiment {
                 "method `{}` needs {} views but view generator `{}` makes {}",
                 recipe.method.name,
                 method.num_views(),
-                views_spec.name,
+                views_name,
                 views.num_views()
             )));
         }
@@ -223,19 +213,40 @@ pub fn export_run(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
     exp.method.encoder().export(out)
 }
 
-/// A grid of augmented views of the first `images` training samples of
-/// `recipe`: one row per view, one column per image (`parallax views`).
-pub fn preview_views(recipe: &Recipe, images: usize) -> Result<crate::logging::ImageU8> {
+/// The recipe's training data source (not empty) and the build context
+/// its components share.
+fn training_source(recipe: &Recipe) -> Result<(BuildCtx, Arc<dyn DataSource>)> {
     registry::check()?;
     let mut ctx = BuildCtx::new(recipe.seed, Split::Train);
     ctx.encoder = Some(recipe.encoder.clone());
     let source = (registry::data_source(&recipe.data.name)?.build)(&recipe.data.params, &ctx)?;
-    ctx.meta = source.meta();
+    if source.is_empty() {
+        return Err(Error::Data(format!("{} has no samples", source.describe())));
+    }
+    Ok((ctx, source))
+}
+
+/// The recipe's `[views]` generator, with its name.
+fn view_generator<'r>(
+    recipe: &'r Recipe,
+    ctx: &BuildCtx,
+) -> Result<(&'r str, Arc<dyn ViewGenerator>)> {
     let spec = recipe
         .views
         .as_ref()
         .ok_or_else(|| Error::Recipe("missing section [views] (the view generator)".into()))?;
-    let views = (registry::views(&spec.name)?.build)(&spec.params, &ctx)?;
+    Ok((
+        &spec.name,
+        (registry::views(&spec.name)?.build)(&spec.params, ctx)?,
+    ))
+}
+
+/// A grid of augmented views of the first `images` training samples of
+/// `recipe`: one row per view, one column per image (`parallax views`).
+pub fn preview_views(recipe: &Recipe, images: usize) -> Result<crate::logging::ImageU8> {
+    let (mut ctx, source) = training_source(recipe)?;
+    ctx.meta = source.meta();
+    let (views_name, views) = view_generator(recipe, &ctx)?;
     let n = images.min(source.len());
     if n == 0 {
         return Err(Error::Data(format!("{} has no samples", source.describe())));
@@ -258,7 +269,7 @@ pub fn preview_views(recipe: &Recipe, images: usize) -> Result<crate::logging::I
             b.get("image").cloned().map_err(|_| {
                 Error::Data(format!(
                     "view generator `{}` makes no `image` field to draw",
-                    spec.name
+                    views_name
                 ))
             })
         })
