@@ -392,6 +392,11 @@ fn kind_of(arg: &str) -> Option<&'static str> {
         "method" | "methods" => "method",
         "evaluator" | "evaluators" | "eval" => "evaluator",
         "logger" | "loggers" => "logger",
+        "loop" | "loops" | "trainingloop" | "trainingloops" => "loop",
+        "graphdata" | "graphs" | "graph" => "graph data",
+        "graphencoder" | "graphencoders" => "graph encoder",
+        "graphmethod" | "graphmethods" => "graph method",
+        "graphevaluator" | "graphevaluators" | "grapheval" => "graph evaluator",
         _ => return None,
     })
 }
@@ -399,7 +404,7 @@ fn kind_of(arg: &str) -> Option<&'static str> {
 fn list(kind: Option<&str>) -> Result<ExitCode> {
     let want = match kind {
         Some(k) => Some(kind_of(k).with_context(|| {
-            format!("unknown kind `{k}`; kinds: data, views, encoders, heads, losses, methods, evaluators, loggers")
+            format!("unknown kind `{k}`; kinds: data, views, encoders, heads, losses, methods, evaluators, loggers, loops, graph-data, graph-encoders, graph-methods, graph-evaluators")
         })?),
         None => None,
     };
@@ -407,7 +412,9 @@ fn list(kind: Option<&str>) -> Result<ExitCode> {
         if want.is_some_and(|w| w != k) {
             continue;
         }
-        let plural = if k.ends_with('s') {
+        let plural = if k.ends_with("data") {
+            k.to_string()
+        } else if k.ends_with('s') {
             format!("{k}es")
         } else {
             format!("{k}s")

@@ -3,6 +3,7 @@
 //! A plugin that is only listed in Cargo.toml is silently missing from the
 //! registry: each needs a `use` here. [`linked`] names them for `parallax list`.
 
+use parallax_graph as _;
 use parallax_multimodal as _;
 use parallax_text as _;
 use parallax_vision as _;
@@ -11,6 +12,7 @@ use parallax_vision as _;
 pub fn linked() -> &'static [&'static str] {
     &[
         "parallax-core",
+        "parallax-graph",
         "parallax-multimodal",
         "parallax-text",
         "parallax-vision",

@@ -26,6 +26,7 @@ use safetensors::View;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::nn::init::VarStore;
 
 /// What a checkpoint says about the run.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -375,6 +376,16 @@ pub struct Found {
     pub path: PathBuf,
     /// Newer files that did not verify, with the reason.
     pub skipped: Vec<(PathBuf, String)>,
+}
+
+impl Found {
+    /// Loads the checkpoint's model tensors into `store`; an error names
+    /// the file.
+    pub fn assign_to(&self, store: &VarStore) -> Result<()> {
+        store
+            .assign_all(&self.checkpoint.model)
+            .map_err(|e| err(&self.path, e.to_string()))
+    }
 }
 
 /// Loads the newest step checkpoint of `rotation` that verifies.

@@ -9,6 +9,7 @@ pub mod device;
 pub mod error;
 pub mod eval;
 pub mod external;
+pub mod graph;
 pub mod logging;
 pub mod losses;
 pub mod methods;

@@ -287,7 +287,13 @@ impl<'de> Deserialize<'de> for RawComponent {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
-    /// Passes over the training data.
+    /// The training loop (a registered `loop`): `epochs` (default) runs
+    /// epochs of batches of a data set; `full_graph` trains a graph
+    /// method on one whole graph per step.
+    #[serde(rename = "loop")]
+    pub train_loop: String,
+    /// Passes over the training data (for `full_graph`: steps, each over
+    /// the whole graph).
     pub epochs: usize,
     /// Images (or sequences, ...) per optimizer step, before accumulation.
     pub batch_size: usize,
@@ -358,6 +364,7 @@ impl BestMode {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
+            train_loop: "epochs".to_string(),
             epochs: 10,
             batch_size: 256,
             accumulate: 1,

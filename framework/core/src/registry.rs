@@ -22,11 +22,13 @@ use candle_nn::VarBuilder;
 use crate::data::{BuildCtx, DataSource};
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
+use crate::graph::{Graph, GraphEncoder, GraphEvaluator, GraphMethod, GraphMethodCtx};
 use crate::logging::{Logger, RunInfo};
 use crate::losses::Loss;
 use crate::methods::{Method, MethodCtx};
 use crate::nn::encoder::{Encoder, EncoderCtx, Head};
 use crate::recipe::Params;
+use crate::trainer::TrainingLoop;
 use crate::views::ViewGenerator;
 
 /// Builds a data source.
@@ -45,6 +47,17 @@ pub type MethodCtor = fn(MethodCtx) -> Result<Box<dyn Method>>;
 pub type EvaluatorCtor = fn(&Params, &BuildCtx) -> Result<Box<dyn Evaluator>>;
 /// Builds a logger.
 pub type LoggerCtor = fn(&Params, &RunInfo) -> Result<Box<dyn Logger>>;
+/// Builds a training loop (`train.loop`).
+pub type LoopCtor = fn() -> Box<dyn TrainingLoop>;
+/// Builds a graph (one big sample) from the `[data]` table.
+pub type GraphDataCtor = fn(&Params, &BuildCtx) -> Result<Arc<Graph>>;
+/// Builds a graph encoder on node features of the given width.
+pub type GraphEncoderCtor =
+    fn(&Params, usize, VarBuilder<'static>) -> Result<Box<dyn GraphEncoder>>;
+/// Builds a graph method.
+pub type GraphMethodCtor = fn(GraphMethodCtx) -> Result<Box<dyn GraphMethod>>;
+/// Builds a graph evaluator.
+pub type GraphEvaluatorCtor = fn(&Params) -> Result<Box<dyn GraphEvaluator>>;
 
 macro_rules! kinds {
     ($( $entry:ident, $ctor:ty, $kind:literal, $lookup:ident; )*) => {
@@ -111,6 +124,11 @@ kinds! {
     MethodEntry, MethodCtor, "method", method;
     EvaluatorEntry, EvaluatorCtor, "evaluator", evaluator;
     LoggerEntry, LoggerCtor, "logger", logger;
+    LoopEntry, LoopCtor, "loop", training_loop;
+    GraphDataEntry, GraphDataCtor, "graph data", graph_data;
+    GraphEncoderEntry, GraphEncoderCtor, "graph encoder", graph_encoder;
+    GraphMethodEntry, GraphMethodCtor, "graph method", graph_method;
+    GraphEvaluatorEntry, GraphEvaluatorCtor, "graph evaluator", graph_evaluator;
 }
 
 /// What every registry entry has.
@@ -155,7 +173,8 @@ fn sorted<'a, E: Entry>(entries: impl Iterator<Item = &'a E>) -> Vec<(&'static s
 
 /// Registers a component: `register!(KIND, "name", "description", ctor)`,
 /// where KIND is one of `data_source`, `views`, `encoder`, `head`, `loss`,
-/// `method`, `evaluator`, `logger` and `ctor` is a function or closure of the
+/// `method`, `evaluator`, `logger`, `training_loop`, `graph_data`,
+/// `graph_encoder`, `graph_method`, `graph_evaluator` and `ctor` is a function or closure of the
 /// kind's constructor type (`DataSourceCtor`, ...).
 #[macro_export]
 macro_rules! register {
@@ -182,6 +201,21 @@ macro_rules! register {
     };
     (logger, $name:literal, $desc:literal, $build:expr) => {
         $crate::register!(@ LoggerEntry, $name, $desc, $build);
+    };
+    (training_loop, $name:literal, $desc:literal, $build:expr) => {
+        $crate::register!(@ LoopEntry, $name, $desc, $build);
+    };
+    (graph_data, $name:literal, $desc:literal, $build:expr) => {
+        $crate::register!(@ GraphDataEntry, $name, $desc, $build);
+    };
+    (graph_encoder, $name:literal, $desc:literal, $build:expr) => {
+        $crate::register!(@ GraphEncoderEntry, $name, $desc, $build);
+    };
+    (graph_method, $name:literal, $desc:literal, $build:expr) => {
+        $crate::register!(@ GraphMethodEntry, $name, $desc, $build);
+    };
+    (graph_evaluator, $name:literal, $desc:literal, $build:expr) => {
+        $crate::register!(@ GraphEvaluatorEntry, $name, $desc, $build);
     };
     (@ $entry:ident, $name:literal, $desc:literal, $build:expr) => {
         $crate::inventory::submit! {

@@ -34,6 +34,9 @@
 //!   gradients) by Winograd's F(4x4, 3x3), 4x fewer products.
 //! - `transpose` (crate-internal): the convolutions' NCHW <-> channels-last
 //!   layout changes, f32 in 8x8 AVX register tiles.
+//! - [`spmm::spmm`]: a constant sparse (CSR) matrix times a dense one,
+//!   GCN's propagation and its first layer on sparse features; the
+//!   gradient goes through the kept transpose.
 //! - [`dropout::dropout`]: inverted dropout with a mask from the seeded
 //!   [`crate::rng::Rng`] (Candle's RNG cannot be seeded).
 //!
@@ -70,6 +73,7 @@ pub mod pool;
 pub mod residual;
 pub(crate) mod scratch;
 pub mod softmax;
+pub mod spmm;
 pub(crate) mod transpose;
 pub(crate) mod winograd;
 

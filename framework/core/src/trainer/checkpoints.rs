@@ -5,14 +5,14 @@
 //! [`Stepper`] (optimizer and loss scaler) and the method (EMA targets,
 //! queues, centres).
 
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 
 use super::Stepper;
-use crate::checkpoint::{self, CheckpointMeta, Rotation};
+use crate::checkpoint::{self, CheckpointMeta, Found, Rotation};
 use crate::error::{Error, Result};
-use crate::methods::Method;
 use crate::nn::init::VarStore;
 use crate::recipe::{BestMode, Recipe};
 
@@ -65,13 +65,13 @@ impl Checkpoints {
         step: u64,
         store: &VarStore,
         stepper: &Stepper,
-        method: &dyn Method,
+        method_state: &BTreeMap<String, Tensor>,
     ) -> Result<()> {
         self.rotation.save(
             &self.meta(step),
             &store.tensors(),
             &stepper.state()?,
-            &method.state()?,
+            method_state,
         )
     }
 
@@ -83,7 +83,7 @@ impl Checkpoints {
         step: u64,
         store: &VarStore,
         stepper: &Stepper,
-        method: &dyn Method,
+        method_state: &BTreeMap<String, Tensor>,
         metrics: &[(String, f64)],
     ) -> Result<Option<String>> {
         let Some(name) = &self.best_metric else {
@@ -101,7 +101,7 @@ impl Checkpoints {
             &self.meta(step),
             &store.tensors(),
             &stepper.state()?,
-            &method.state()?,
+            method_state,
             name,
             *value,
         )?;
@@ -111,16 +111,16 @@ impl Checkpoints {
         )))
     }
 
-    /// Restores the newest checkpoint that verifies into the pieces;
-    /// returns its step and lines to log (the files skipped and why, the
-    /// one taken).
+    /// Restores the newest checkpoint that verifies into the variables
+    /// and the stepper; returns its step, lines to log (the files skipped
+    /// and why, the one taken) and the method's state for the method to
+    /// load.
     pub fn restore(
         &self,
         device: &Device,
         store: &VarStore,
         stepper: &mut Stepper,
-        method: &mut dyn Method,
-    ) -> Result<(u64, Vec<String>)> {
+    ) -> Result<(u64, Vec<String>, HashMap<String, Tensor>)> {
         let found = checkpoint::load_newest(&self.rotation, device)?;
         let mut notes = Vec::new();
         for (path, why) in &found.skipped {
@@ -131,19 +131,30 @@ impl Checkpoints {
             found.path.display(),
             found.checkpoint.meta.step
         ));
-        let (path, ck) = (found.path, found.checkpoint);
-        if ck.meta.seed != self.seed {
+        if found.checkpoint.meta.seed != self.seed {
             return Err(Error::Recipe(format!(
                 "--resume: the checkpoint was made with seed {}, the recipe has seed {}",
-                ck.meta.seed, self.seed
+                found.checkpoint.meta.seed, self.seed
             )));
         }
-        store.assign_all(&ck.model).map_err(|e| Error::Checkpoint {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        found.assign_to(store)?;
+        let ck = found.checkpoint;
         stepper.load_state(ck.optim)?;
-        method.load_state(&ck.method)?;
-        Ok((ck.meta.step, notes))
+        Ok((ck.meta.step, notes, ck.method))
     }
+}
+
+/// The newest checkpoint of a finished run in `run_dir` (kept by
+/// `recipe`'s rotation) that verifies, for evaluation or export; the newer
+/// files that did not verify are named on stderr.
+pub fn load_finished(run_dir: &Path, recipe: &Recipe, device: &Device) -> Result<Found> {
+    let rotation = Rotation {
+        dir: run_dir.to_path_buf(),
+        keep: recipe.train.keep_checkpoints,
+    };
+    let found = checkpoint::load_newest(&rotation, device)?;
+    for (path, why) in &found.skipped {
+        eprintln!("warning: skipping {}: {why}", path.display());
+    }
+    Ok(found)
 }

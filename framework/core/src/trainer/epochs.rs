@@ -7,8 +7,10 @@ use std::time::Instant;
 
 use candle_core::DType;
 
-use super::monitor::{pair_metrics, spread};
-use super::{fmt_metrics, Experiment, Interval, Run, Stepper, TrainOptions, TrainOutcome};
+use super::monitor::step_scalars;
+use super::{
+    fmt_metrics, Experiment, Interval, Run, Stepper, TrainOptions, TrainOutcome, TrainingLoop,
+};
 use crate::data::{Loader, LoaderConfig};
 use crate::error::{Error, Result};
 use crate::logging::grid::image_grid;
@@ -17,8 +19,33 @@ use crate::nn::encoder::ForwardCtx;
 use crate::recipe::Recipe;
 use crate::rng::Rng;
 
-/// Trains `recipe`; see [`TrainOptions`].
-pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
+/// The loop over epochs of a data set (`train.loop = "epochs"`).
+pub struct EpochLoop;
+
+crate::register!(
+    training_loop,
+    "epochs",
+    "epochs of batches of views from a data set (vision, text, CLIP)",
+    || Box::new(EpochLoop)
+);
+
+impl TrainingLoop for EpochLoop {
+    fn train(&self, recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
+        train(recipe, opts)
+    }
+
+    fn evaluate(
+        &self,
+        _recipe: &Recipe,
+        run_dir: &std::path::Path,
+        device: Option<&str>,
+    ) -> Result<Vec<(String, f64)>> {
+        super::evaluate_run(run_dir, device)
+    }
+}
+
+/// Trains `recipe` over epochs of its data set; see [`TrainOptions`].
+fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
     let run = Run::open(recipe, opts)?;
     let mut exp = Experiment::build(recipe, run.device.clone())?;
     let trainable = exp.trainable_vars();
@@ -48,31 +75,25 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
     let total_steps = tc.max_steps.unwrap_or(tc.epochs as u64 * steps_per_epoch);
     let stop_at = run.stop_at(total_steps);
     let mut stepper = Stepper::new(recipe, trainable.clone(), total_steps, steps_per_epoch)?;
-    let (mut step, resume_notes) = run.resume(&exp.store, &mut stepper, exp.method.as_mut())?;
+    let (mut step, resume_notes, method_state) = run.resume(&exp.store, &mut stepper)?;
+    if opts.resume {
+        exp.method.load_state(&method_state)?;
+    }
 
     let mut report = run.reporters(stop_at, step, tc.batch_size * tc.accumulate)?;
-    let describe = format!(
-        "run `{}`: {} | {} steps ({} per epoch) | {} trainable tensors, {} parameters | {}",
-        recipe.name,
-        exp.source.describe(),
-        stop_at,
-        steps_per_epoch,
-        trainable.len(),
-        trainable.iter().map(|(_, v)| v.elem_count()).sum::<usize>(),
-        run.device_name()
+    let what = format!(
+        "{} | {stop_at} steps ({steps_per_epoch} per epoch)",
+        exp.source.describe()
     );
-    report.message(step, &describe)?;
-    for note in &resume_notes {
-        report.message(step, note)?;
-    }
+    run.announce(&mut report, step, &what, &trainable, &resume_notes)?;
     let mut stopped = false;
     let save = |exp: &Experiment, stepper: &Stepper, step| {
         run.checkpoints
-            .save(step, &exp.store, stepper, exp.method.as_ref())
+            .save(step, &exp.store, stepper, &exp.method.state()?)
     };
     let keep_best = |exp: &Experiment, stepper: &Stepper, step, m: &[(String, f64)]| {
         run.checkpoints
-            .keep_best(step, &exp.store, stepper, exp.method.as_ref(), m)
+            .keep_best(step, &exp.store, stepper, &exp.method.state()?, m)
     };
 
     let mut init_metrics = Vec::new();
@@ -172,9 +193,6 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
                     "train/epoch".to_string(),
                     step as f64 / steps_per_epoch as f64,
                 ));
-                if done.grad_norm.is_finite() {
-                    s.push(("train/grad_norm".to_string(), done.grad_norm));
-                }
                 if stepper.checks_overflow() {
                     s.push(("train/loss_scale".to_string(), stepper.loss_scale()));
                     s.push((
@@ -182,9 +200,9 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
                         stepper.skipped_steps() as f64,
                     ));
                 }
-                if let Some(e) = &out.embeddings {
-                    let sp = spread(e)?;
-                    s.push(("train/embedding_spread".to_string(), sp));
+                let (more, sp) = step_scalars(&out, done.grad_norm)?;
+                s.extend(more);
+                if let Some(sp) = sp {
                     if sp < 0.1 && !collapse_warned && step > steps_per_epoch.min(50) {
                         collapse_warned = true;
                         let msg = format!(
@@ -193,10 +211,6 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
                         report.message(step, &msg)?;
                     }
                 }
-                if let Some((a, b)) = &out.pair {
-                    s.extend(pair_metrics(a, b)?);
-                }
-                s.extend(out.scalars.iter().cloned());
                 report.scalars(step, &s)?;
             }
             if tc.histogram_every > 0 && step % tc.histogram_every == 0 {
@@ -233,12 +247,7 @@ pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
     save(&exp, &stepper, step)?;
     let mut metrics = vec![("train/loss".to_string(), last_loss)];
     if stopped {
-        let text = format!(
-            "stopped on request at step {step} of {stop_at}: checkpoint written to {}; continue with --resume",
-            run.checkpoints.latest().display()
-        );
-        report.message(step, &text)?;
-        report.finish(step, &metrics)?;
+        run.finish_stopped(&mut report, step, stop_at, &metrics)?;
     } else {
         if !exp.evaluators.is_empty() {
             let m = exp.evaluate(recipe, None)?;

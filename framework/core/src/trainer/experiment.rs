@@ -8,7 +8,6 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Var};
 
 use super::RECIPE;
-use crate::checkpoint::{self, Rotation};
 use crate::data::{BuildCtx, DataMeta, DataSource, Split};
 use crate::error::{Error, Result};
 use crate::eval::{EvalCtx, Evaluator};
@@ -155,11 +154,8 @@ impl Experiment {
         };
         let mut out = Vec::new();
         for e in self.evaluators.iter_mut() {
-            if let Some(epoch) = only_every {
-                let every = e.every_epochs();
-                if every == 0 || epoch % every != 0 {
-                    continue;
-                }
+            if only_every.is_some_and(|epoch| !super::due(e.every_epochs(), epoch as u64)) {
+                continue;
             }
             out.extend(e.evaluate(&ctx)?);
         }
@@ -175,27 +171,19 @@ fn load_run(run_dir: &Path, device: Option<&str>, with_eval: bool) -> Result<(Re
         recipe.eval.clear();
     }
     let device = crate::device::select(device.unwrap_or(&recipe.device))?;
-    let rotation = Rotation {
-        dir: run_dir.to_path_buf(),
-        keep: recipe.train.keep_checkpoints,
-    };
-    let found = checkpoint::load_newest(&rotation, &device)?;
-    for (path, why) in &found.skipped {
-        eprintln!("warning: skipping {}: {why}", path.display());
-    }
-    let (ck_path, ck) = (found.path, found.checkpoint);
+    let found = super::checkpoints::load_finished(run_dir, &recipe, &device)?;
     let exp = Experiment::build(&recipe, device)?;
-    exp.store
-        .assign_all(&ck.model)
-        .map_err(|e| Error::Checkpoint {
-            path: ck_path.display().to_string(),
-            message: e.to_string(),
-        })?;
+    found.assign_to(&exp.store)?;
     Ok((recipe, exp))
 }
 
 /// Runs the evaluators of a finished run's recipe on its checkpoint.
 pub fn evaluate_run(run_dir: &Path, device: Option<&str>) -> Result<Vec<(String, f64)>> {
+    let recipe = Recipe::load_with_env(&run_dir.join(RECIPE), &[], std::iter::empty())?;
+    if recipe.train.train_loop != super::EPOCHS {
+        let lp = (registry::training_loop(&recipe.train.train_loop)?.build)();
+        return lp.evaluate(&recipe, run_dir, device);
+    }
     let (recipe, mut exp) = load_run(run_dir, device, true)?;
     if exp.evaluators.is_empty() {
         return Err(Error::Recipe(format!(

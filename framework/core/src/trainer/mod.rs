@@ -10,29 +10,66 @@
 //! Reporters    the loggers (TensorBoard, progress, metrics.jsonl); Interval: the averaged train/* scalars
 //! monitor      the collapse monitor and the two views' alignment, uniformity and RankMe
 //!
-//! epochs::train   DataSource ─Loader─▶ views ─Method::step─▶ Stepper ─▶ Method::after_step
+//! train           runs the recipe's `train.loop`:
+//! epochs          DataSource ─Loader─▶ views ─Method::step─▶ Stepper ─▶ Method::after_step
 //!                 every N steps: reporters, checkpoint; every N epochs and at the end: evaluators
+//! full_graph      one Graph ─GraphMethod::step (views of the whole graph)─▶ Stepper, a step per epoch
 //! ```
 
 mod checkpoints;
 mod epochs;
 mod experiment;
+pub mod full_graph;
 pub mod monitor;
 mod reporters;
 mod run;
 mod stepper;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 pub use checkpoints::Checkpoints;
-pub use epochs::train;
+pub use epochs::EpochLoop;
 pub use experiment::{evaluate_run, export_run, preview_views, Experiment};
 pub use monitor::spread;
 pub use reporters::{fmt_metrics, Interval, Reporters};
 pub use run::Run;
 pub use stepper::{StepReport, Stepper};
+
+use crate::error::{Error, Result};
+
+/// Whether an evaluator run every `every` epochs (0: only at the end) is
+/// due after `epoch`.
+fn due(every: usize, epoch: u64) -> bool {
+    every != 0 && epoch % every as u64 == 0
+}
+use crate::recipe::Recipe;
+use crate::registry;
+
+/// The name of the epoch loop, `train.loop`'s default.
+pub const EPOCHS: &str = "epochs";
+
+/// A training loop (`train.loop`), built from the pieces above.
+pub trait TrainingLoop {
+    /// Trains `recipe`; see [`TrainOptions`].
+    fn train(&self, recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome>;
+    /// Runs the evaluators of a finished run (its resolved `recipe`, read
+    /// from `run_dir`) on its checkpoint (`parallax eval`).
+    fn evaluate(
+        &self,
+        recipe: &Recipe,
+        run_dir: &Path,
+        device: Option<&str>,
+    ) -> Result<Vec<(String, f64)>>;
+}
+
+/// Trains `recipe` with the loop its `train.loop` names.
+pub fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
+    let entry = registry::training_loop(&recipe.train.train_loop)
+        .map_err(|e| Error::Recipe(format!("train.loop: {e}")))?;
+    (entry.build)().train(recipe, opts)
+}
 
 /// The file name of a run's checkpoint.
 pub const CHECKPOINT: &str = "checkpoint.safetensors";

@@ -5,6 +5,7 @@
 use candle_core::{DType, Tensor};
 
 use crate::error::Result;
+use crate::methods::StepOutput;
 
 /// Collapse monitor: the mean per-dimension standard deviation of
 /// L2-normalised embeddings times sqrt(D); about 1 for well-spread
@@ -40,4 +41,28 @@ pub fn pair_metrics(a: &Tensor, b: &Tensor) -> Result<Vec<(String, f64)>> {
         ("train/uniformity".to_string(), uniformity(&a)?),
         ("train/rankme".to_string(), rankme(&a)?),
     ])
+}
+
+/// The scalars every loop logs from a step's output: the gradient norm
+/// (when it was measured), the embeddings' spread, the two views'
+/// alignment, uniformity and RankMe, and the method's own scalars. The
+/// spread is returned too, for the collapse warning.
+pub fn step_scalars(out: &StepOutput, grad_norm: f64) -> Result<(Vec<(String, f64)>, Option<f64>)> {
+    let mut s = Vec::new();
+    if grad_norm.is_finite() {
+        s.push(("train/grad_norm".to_string(), grad_norm));
+    }
+    let sp = match &out.embeddings {
+        Some(e) => {
+            let sp = spread(e)?;
+            s.push(("train/embedding_spread".to_string(), sp));
+            Some(sp)
+        }
+        None => None,
+    };
+    if let Some((a, b)) = &out.pair {
+        s.extend(pair_metrics(a, b)?);
+    }
+    s.extend(out.scalars.iter().cloned());
+    Ok((s, sp))
 }

@@ -3,17 +3,16 @@
 //! `--max-steps`, `--resume` and stop request — and what it ends with
 //! (`results.json`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
-use candle_core::Device;
+use candle_core::{Device, Tensor, Var};
 
 use super::{Checkpoints, Reporters, Stepper, TrainOptions, RECIPE, RESULTS};
 use crate::checkpoint;
 use crate::error::{Error, Result};
 use crate::logging::RunInfo;
-use crate::methods::Method;
 use crate::nn::init::VarStore;
 use crate::recipe::Recipe;
 
@@ -81,18 +80,17 @@ impl<'a> Run<'a> {
     }
 
     /// With `--resume`: restores the newest checkpoint that verifies into
-    /// the pieces and returns its step with the lines to log; else step 0.
+    /// the variables and the stepper and returns its step, the lines to log
+    /// and the method's state (for its `load_state`); else step 0.
     pub fn resume(
         &self,
         store: &VarStore,
         stepper: &mut Stepper,
-        method: &mut dyn Method,
-    ) -> Result<(u64, Vec<String>)> {
+    ) -> Result<(u64, Vec<String>, HashMap<String, Tensor>)> {
         if !self.opts.resume {
-            return Ok((0, Vec::new()));
+            return Ok((0, Vec::new(), HashMap::new()));
         }
-        self.checkpoints
-            .restore(&self.device, store, stepper, method)
+        self.checkpoints.restore(&self.device, store, stepper)
     }
 
     /// Writes the resolved recipe into the run directory and builds the
@@ -120,6 +118,48 @@ impl<'a> Run<'a> {
         } else {
             format!("{:?}", self.device)
         }
+    }
+
+    /// Logs the run's first line — the recipe's name, `what` (the data and
+    /// the steps), the trainable tensors and parameters and the device —
+    /// and then `notes` (what `--resume` found).
+    pub fn announce(
+        &self,
+        report: &mut Reporters,
+        step: u64,
+        what: &str,
+        trainable: &[(String, Var)],
+        notes: &[String],
+    ) -> Result<()> {
+        let line = format!(
+            "run `{}`: {what} | {} trainable tensors, {} parameters | {}",
+            self.recipe.name,
+            trainable.len(),
+            trainable.iter().map(|(_, v)| v.elem_count()).sum::<usize>(),
+            self.device_name()
+        );
+        report.message(step, &line)?;
+        for note in notes {
+            report.message(step, note)?;
+        }
+        Ok(())
+    }
+
+    /// Ends a run stopped on request at `step` (its checkpoint written):
+    /// says how to continue it and closes the loggers.
+    pub fn finish_stopped(
+        &self,
+        report: &mut Reporters,
+        step: u64,
+        stop_at: u64,
+        metrics: &[(String, f64)],
+    ) -> Result<()> {
+        let text = format!(
+            "stopped on request at step {step} of {stop_at}: checkpoint written to {}; continue with --resume",
+            self.checkpoints.latest().display()
+        );
+        report.message(step, &text)?;
+        report.finish(step, metrics)
     }
 
     /// Writes `results.json`: the final and initial metrics and the
