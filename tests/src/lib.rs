@@ -100,9 +100,16 @@ pub fn offline_recipes() -> Vec<PathBuf> {
                 .map(|e| e.path())
                 .filter(|p| p.extension().is_some_and(|e| e == "toml"))
                 .filter(|p| {
-                    !std::fs::read_to_string(p)
-                        .unwrap_or_default()
-                        .contains("pretrained")
+                    let text = std::fs::read_to_string(p).unwrap_or_default();
+                    // recipes on fetched data (`path = "data/..."`) run
+                    // only where scripts/fetch-data.sh has put it
+                    let fetched_missing = text.lines().any(|l| {
+                        l.trim()
+                            .strip_prefix("path = \"data/")
+                            .and_then(|r| r.strip_suffix('"'))
+                            .is_some_and(|r| !root().join("data").join(r).exists())
+                    });
+                    !text.contains("pretrained") && !fetched_missing
                 }),
         );
     }
