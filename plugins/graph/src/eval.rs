@@ -99,7 +99,9 @@ impl NodeProbe {
         let (sx, sy) = select_rows(x, &g.labels, &split.2)?;
         let mut best: Option<(f64, LinearProbe)> = None;
         for &wd in &self.cfg.weight_decay_grid {
-            let probe = LinearProbe::fit(
+            // the standardisation statistics come from every node's
+            // embedding (they need no labels, and the graph is one sample)
+            let probe = LinearProbe::fit_standardized_by(
                 &tx,
                 &ty,
                 g.num_classes,
@@ -109,6 +111,7 @@ impl NodeProbe {
                     weight_decay: wd,
                     batch_size: 0,
                 },
+                Some(x),
             )?;
             let acc = probe.accuracy(&vx, &vy)?;
             if best.as_ref().is_none_or(|(b, _)| acc > *b) {

@@ -7,7 +7,8 @@
 //! On the CPU the product is a custom op (rows in parallel, each row a sum
 //! of scaled rows of `D`, f32 or f64); on other devices it is Candle's
 //! `index_select` + `index_add`, whose gradients Candle has. Both are
-//! gradient-checked against finite differences in `tests/gradcheck_ops.rs`.
+//! gradient-checked against finite differences in
+//! `framework/core/tests/gradcheck_spmm.rs`.
 
 use std::sync::{Arc, OnceLock};
 
