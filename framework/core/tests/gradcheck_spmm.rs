@@ -85,7 +85,7 @@ fn spmm_gradcheck_f64() {
             let xw = mm(&feats, &ts[0])?;
             weighted_sum(&mm(&prop, &xw)?.tanh()?, &r)
         };
-        gradcheck(label, &[w.clone()], &f, 1e-3);
+        gradcheck(label, std::slice::from_ref(&w), &f, 1e-3);
     }
 }
 

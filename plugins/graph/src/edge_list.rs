@@ -40,7 +40,7 @@ pub fn adjacency(n: usize, edges: impl Iterator<Item = (u32, u32)>, directed: bo
 }
 
 fn fields(line: &str) -> Vec<&str> {
-    line.split(|c: char| c == ',' || c == '\t' || c == ' ')
+    line.split([',', '\t', ' '])
         .map(str::trim)
         .filter(|f| !f.is_empty())
         .collect()

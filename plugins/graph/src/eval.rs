@@ -6,7 +6,8 @@
 //!   nodes) or on random 10% / 10% / 80% train / validation / test splits
 //!   of the labelled nodes (GRACE's protocol), mean and standard deviation
 //!   over the splits. The probe's weight decay is picked on the validation
-//!   nodes.
+//!   nodes; its inputs are standardised with the mean and deviation of
+//!   every node's embedding (no labels are needed for them).
 //! - `node_classifier`: the test accuracy of a method that trains a
 //!   classifier (the supervised GCN).
 

@@ -43,11 +43,14 @@ pub fn pair_metrics(a: &Tensor, b: &Tensor) -> Result<Vec<(String, f64)>> {
     ])
 }
 
+/// Named scalars, as the loggers take them.
+pub type Scalars = Vec<(String, f64)>;
+
 /// The scalars every loop logs from a step's output: the gradient norm
 /// (when it was measured), the embeddings' spread, the two views'
 /// alignment, uniformity and RankMe, and the method's own scalars. The
 /// spread is returned too, for the collapse warning.
-pub fn step_scalars(out: &StepOutput, grad_norm: f64) -> Result<(Vec<(String, f64)>, Option<f64>)> {
+pub fn step_scalars(out: &StepOutput, grad_norm: f64) -> Result<(Scalars, Option<f64>)> {
     let mut s = Vec::new();
     if grad_norm.is_finite() {
         s.push(("train/grad_norm".to_string(), grad_norm));
