@@ -99,12 +99,7 @@ fn train(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
     let mut init_metrics = Vec::new();
     if step == 0 && !exp.evaluators.is_empty() {
         init_metrics = exp.evaluate(recipe, None)?;
-        report.scalars(0, &init_metrics)?;
-        let text = format!(
-            "before training (random or pretrained initialisation): {}",
-            fmt_metrics(&init_metrics)
-        );
-        report.message(0, &text)?;
+        report.initial(&init_metrics, "random or pretrained initialisation")?;
     }
 
     let mut last_loss = f64::NAN;

@@ -44,6 +44,16 @@ impl Reporters {
         self.each(|l| l.scalars(step, values))
     }
 
+    /// Logs the evaluation before training (at step 0), `init` naming the
+    /// starting point ("random initialisation").
+    pub fn initial(&mut self, metrics: &[(String, f64)], init: &str) -> Result<()> {
+        self.scalars(0, metrics)?;
+        self.message(
+            0,
+            &format!("before training ({init}): {}", fmt_metrics(metrics)),
+        )
+    }
+
     /// An image at `step`.
     pub fn image(&mut self, step: u64, tag: &str, image: &ImageU8) -> Result<()> {
         self.each(|l| l.image(step, tag, image))
