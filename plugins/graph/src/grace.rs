@@ -4,14 +4,14 @@
 //! head, and node-level NT-Xent where a node's positive is itself in the
 //! other view and its negatives are every other node in both views.
 
-use candle_core::Tensor;
+use candle_core::{Module, Tensor};
 use candle_nn::{Init, VarBuilder};
 use parallax_core::graph::{GraphEncoder, GraphInput, GraphMethod, GraphMethodCtx};
 use parallax_core::losses::nt_xent::{NtXent, NtXentConfig};
 use parallax_core::losses::{l2_normalize, Loss, LossInputs};
 use parallax_core::methods::StepOutput;
 use parallax_core::nn::encoder::ForwardCtx;
-use parallax_core::ops::linear::linear;
+use parallax_core::ops::linear::Linear;
 use parallax_core::Result;
 use serde::Deserialize;
 
@@ -44,42 +44,30 @@ impl Default for GraceConfig {
     }
 }
 
-/// A linear layer initialised as PyTorch's `nn.Linear` (uniform in
-/// `±1/sqrt(in)` for weight and bias).
-pub struct Dense {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl Dense {
-    /// `in_dim -> out_dim` under `vb`.
-    pub fn new(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Dense> {
-        let b = 1.0 / (in_dim as f64).sqrt();
-        let init = Init::Uniform { lo: -b, up: b };
-        Ok(Dense {
-            weight: vb.get_with_hints((out_dim, in_dim), "weight", init)?,
-            bias: vb.get_with_hints(out_dim, "bias", init)?,
-        })
-    }
-
-    /// `x Wᵀ + b`.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(linear(x, &self.weight, Some(&self.bias))?)
-    }
+/// A [`Linear`] layer `in_dim -> out_dim` under `vb`, initialised as
+/// PyTorch's `nn.Linear` (uniform in `±1/sqrt(in)` for weight and bias), as
+/// GRACE's projection head is.
+fn torch_linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
+    let b = 1.0 / (in_dim as f64).sqrt();
+    let init = Init::Uniform { lo: -b, up: b };
+    Ok(Linear::new(
+        vb.get_with_hints((out_dim, in_dim), "weight", init)?,
+        Some(vb.get_with_hints(out_dim, "bias", init)?),
+    ))
 }
 
 /// The GRACE method.
 pub struct Grace {
     encoder: Box<dyn GraphEncoder>,
-    fc1: Dense,
-    fc2: Dense,
+    fc1: Linear,
+    fc2: Linear,
     views: [GraphView; 2],
     loss: Box<dyn Loss>,
 }
 
 impl Grace {
     fn project(&self, h: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(h)?.elu(1.0)?)
+        Ok(self.fc2.forward(&self.fc1.forward(h)?.elu(1.0)?)?)
     }
 }
 
@@ -130,8 +118,8 @@ fn build(ctx: GraphMethodCtx) -> Result<Box<dyn GraphMethod>> {
     };
     let d = ctx.encoder.output_dim();
     Ok(Box::new(Grace {
-        fc1: Dense::new(d, c.proj_dim, ctx.vb.pp("projector.0"))?,
-        fc2: Dense::new(c.proj_dim, d, ctx.vb.pp("projector.1"))?,
+        fc1: torch_linear(d, c.proj_dim, ctx.vb.pp("projector.0"))?,
+        fc2: torch_linear(c.proj_dim, d, ctx.vb.pp("projector.1"))?,
         encoder: ctx.encoder,
         views,
         loss,

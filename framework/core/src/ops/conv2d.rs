@@ -642,10 +642,10 @@ fn tensor_data<T: Real>(t: &Tensor, f: impl FnOnce(&[T]) -> Result<()>) -> Resul
 
 /// A `rows×cols` matrix view of a slice, with row and column strides.
 #[derive(Clone, Copy)]
-pub(crate) struct Mat<'a, T> {
-    pub(crate) data: &'a [T],
-    pub(crate) rs: usize,
-    pub(crate) cs: usize,
+pub(super) struct Mat<'a, T> {
+    pub(super) data: &'a [T],
+    pub(super) rs: usize,
+    pub(super) cs: usize,
 }
 
 /// Elements a `rows×cols` matrix with strides `(rs, cs)` spans.
@@ -660,14 +660,14 @@ fn span(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
 /// Whether one [`gemm`] call uses the whole rayon pool, or one thread
 /// (when the caller runs several in parallel).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Threads {
+pub(super) enum Threads {
     All,
     One,
 }
 
 /// Where [`gemm`] writes: a fresh buffer (every element written) or one
 /// it adds onto.
-pub(crate) enum Dst<'a, T> {
+pub(super) enum Dst<'a, T> {
     Fresh(&'a mut [MaybeUninit<T>]),
     Add(&'a mut [T]),
 }
@@ -677,7 +677,7 @@ pub(crate) enum Dst<'a, T> {
 /// of `dst`. The strides let the kernels below multiply views in place —
 /// no transposed copies, no zero-fill of fresh outputs, and accumulation
 /// without a temporary.
-pub(crate) fn gemm<T: Real>(
+pub(super) fn gemm<T: Real>(
     (m, n, k): (usize, usize, usize),
     dst: Dst<'_, T>,
     (drs, dcs): (usize, usize),
