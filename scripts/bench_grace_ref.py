@@ -30,7 +30,8 @@ by --epochs; peak_rss_mb is the process's peak resident memory. With --eval
 training goes on to 200 epochs in all, then the embeddings of the
 unaugmented graph (the encoder's output, L2-normalised) are classified by
 scikit-learn's LogisticRegression on 10 random 10% / 90% train / test
-splits, and "accuracy" (mean) and "accuracy_std" join the line.
+splits, and "accuracy" (mean) and "accuracy_std" join the line
+(--probe grace: the GRACE code's probe instead, see evaluate).
 
 Setup (a venv outside the repository: .gitignore has no entry for one in
 scripts/, and torch is gigabytes):
@@ -44,7 +45,8 @@ scripts/, and torch is gigabytes):
     /tmp/gvenv/bin/pip install scikit-learn       (only for --eval)
 
 Usage: /tmp/gvenv/bin/python scripts/bench_grace_ref.py [--epochs 50]
-       [--warmup 5] [--threads 2] [--eval] [--seed 0] [--data PATH]
+       [--warmup 5] [--threads 2] [--eval] [--probe multinomial|grace]
+       [--seed 0] [--data PATH]
 """
 
 import argparse
@@ -149,11 +151,17 @@ def train_epoch(model, optimizer, data):
     return loss.item()
 
 
-def evaluate(model, data, seed):
+def evaluate(model, data, seed, probe):
     """Mean and std of logistic-regression accuracy over 10 random
-    10% / 90% splits of the L2-normalised embeddings."""
+    10% / 90% splits of the L2-normalised embeddings. probe "multinomial":
+    scikit-learn's LogisticRegression at C = 1 on splits drawn from `seed`;
+    probe "grace": the GRACE code's protocol (one-vs-rest liblinear, C in
+    2^-10..2^9 by 5-fold cross-validation on the training 10%), split s
+    drawn by RandomState(s), as scripts/graph_sklearn_probe.py does."""
     try:
         from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import GridSearchCV
+        from sklearn.multiclass import OneVsRestClassifier
     except ImportError:
         sys.exit("bench_grace_ref: --eval needs scikit-learn (pip install scikit-learn)")
     model.eval()
@@ -162,11 +170,18 @@ def evaluate(model, data, seed):
     y = data.y.numpy()
     rng = np.random.default_rng(seed)
     accuracies = []
-    for _ in range(10):
-        order = rng.permutation(len(y))
+    for s in range(10):
+        if probe == "grace":
+            order = np.random.RandomState(s).permutation(len(y))
+        else:
+            order = rng.permutation(len(y))
         cut = int(round(0.1 * len(y)))
         train, test = order[:cut], order[cut:]
-        clf = LogisticRegression(max_iter=2000)
+        if probe == "grace":
+            clf = GridSearchCV(OneVsRestClassifier(LogisticRegression(solver="liblinear")),
+                               {"estimator__C": 2.0 ** np.arange(-10, 10)}, n_jobs=1, cv=5)
+        else:
+            clf = LogisticRegression(max_iter=2000)
         clf.fit(h[train], y[train])
         accuracies.append(float((clf.predict(h[test]) == y[test]).mean()))
     return float(np.mean(accuracies)), float(np.std(accuracies))
@@ -179,6 +194,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--eval", action="store_true",
                         help=f"train {EVAL_EPOCHS} epochs in all, then a linear evaluation")
+    parser.add_argument("--probe", choices=["multinomial", "grace"], default="multinomial",
+                        help="the --eval probe (see evaluate)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=DEFAULT_DATA, help="the Cora npz")
     args = parser.parse_args()
@@ -211,7 +228,7 @@ def main():
     if args.eval:
         for _ in range(args.warmup + args.epochs, EVAL_EPOCHS):
             loss = train_epoch(model, optimizer, data)
-        mean, std = evaluate(model, data, args.seed)
+        mean, std = evaluate(model, data, args.seed, args.probe)
         result.update(eval_epochs=max(EVAL_EPOCHS, args.warmup + args.epochs),
                       loss=round(loss, 4), accuracy=round(mean, 4), accuracy_std=round(std, 4))
         # the line's peak memory then includes the evaluation

@@ -208,6 +208,15 @@ fn graph_recipe_mistakes_name_the_key() {
         &["method.name=\"supervised_gcn\"", "method.tau=0.4"],
     );
     assert!(e.contains("method"), "{e}");
+    let e = fail(
+        &recipe("dgi.toml"),
+        &out("l"),
+        &[r#"eval=[{name="node_probe", schedule="linear"}]"#],
+    );
+    assert!(
+        e.contains("schedule") && e.contains("linear") && e.contains("constant"),
+        "{e}"
+    );
     let sup = recipe("gcn_supervised.toml");
     let e = fail(&sup, &out("j"), &["encoder.dims=[16, 5]"]);
     assert!(e.contains("7 classes") && e.contains("encoder"), "{e}");

@@ -7,12 +7,15 @@
 //!   of the labelled nodes (GRACE's protocol), mean and standard deviation
 //!   over the splits. The probe's weight decay is picked on the validation
 //!   nodes; its inputs are standardised with the mean and deviation of
-//!   every node's embedding (no labels are needed for them).
+//!   every node's embedding (no labels are needed for them), or, with
+//!   `standardize = false`, taken as they are. DGI's recipes use the DGI
+//!   code's probe: raw embeddings, no weight decay, 100 Adam epochs at a
+//!   constant 0.01.
 //! - `node_classifier`: the test accuracy of a method that trains a
 //!   classifier (the supervised GCN).
 
 use candle_core::{Device, Tensor};
-use parallax_core::eval::linear_probe::{select_rows, LinearProbe, ProbeConfig};
+use parallax_core::eval::linear_probe::{select_rows, LinearProbe, ProbeConfig, ProbeSchedule};
 use parallax_core::graph::{Graph, GraphEvalCtx, GraphEvaluator};
 use parallax_core::losses::l2_normalize;
 use parallax_core::recipe::Params;
@@ -37,10 +40,16 @@ pub struct NodeProbeConfig {
     pub split_seed: u64,
     /// `l2` (GRACE normalises the embeddings) or `none`.
     pub normalize: String,
+    /// Standardise each embedding dimension with every node's mean and
+    /// standard deviation (true), or train on the embeddings as they are
+    /// (false: DGI's protocol).
+    pub standardize: bool,
     /// Full-batch AdamW passes of the probe.
     pub epochs: usize,
     /// The probe's learning rate.
     pub lr: f64,
+    /// `cosine` (decay to zero) or `constant` (DGI's probe).
+    pub schedule: ProbeSchedule,
     /// Candidate weight decays, picked by validation accuracy.
     pub weight_decay_grid: Vec<f64>,
     /// Run every this many training steps (0: only at the end).
@@ -56,8 +65,10 @@ impl Default for NodeProbeConfig {
             val_ratio: 0.1,
             split_seed: 0,
             normalize: "l2".into(),
+            standardize: true,
             epochs: 300,
             lr: 0.01,
+            schedule: ProbeSchedule::Cosine,
             weight_decay_grid: vec![0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0],
             every_epochs: 0,
         }
@@ -111,6 +122,8 @@ impl NodeProbe {
                     lr: self.cfg.lr,
                     weight_decay: wd,
                     batch_size: 0,
+                    standardize: self.cfg.standardize,
+                    schedule: self.cfg.schedule,
                 },
                 Some(x),
             )?;

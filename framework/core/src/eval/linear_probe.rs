@@ -32,6 +32,22 @@ pub struct ProbeConfig {
     pub weight_decay: f64,
     /// Examples per update (0: the whole training set at once).
     pub batch_size: usize,
+    /// Standardise every feature (true), or train on the features as they
+    /// are (DGI's protocol, Velickovic et al. 2019).
+    pub standardize: bool,
+    /// How the learning rate moves over the probe's training.
+    pub schedule: ProbeSchedule,
+}
+
+/// The probe's learning-rate schedule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeSchedule {
+    /// From `lr` down to zero along a half cosine.
+    #[default]
+    Cosine,
+    /// `lr` throughout (DGI's probe: Adam at 0.01 for 100 epochs).
+    Constant,
 }
 
 impl Default for ProbeConfig {
@@ -41,6 +57,8 @@ impl Default for ProbeConfig {
             lr: 0.01,
             weight_decay: 1e-4,
             batch_size: 1024,
+            standardize: true,
+            schedule: ProbeSchedule::Cosine,
         }
     }
 }
@@ -62,7 +80,8 @@ pub struct LinearProbe {
 
 impl LinearProbe {
     /// Trains on features `x [N, D]` with labels in `0..num_classes`,
-    /// standardised with their own mean and standard deviation.
+    /// standardised with their own mean and standard deviation (unless
+    /// `cfg.standardize` is false).
     pub fn fit(x: &Tensor, labels: &[i64], num_classes: usize, cfg: &ProbeConfig) -> Result<Self> {
         Self::fit_standardized_by(x, labels, num_classes, cfg, None)
     }
@@ -70,6 +89,8 @@ impl LinearProbe {
     /// As [`LinearProbe::fit`], with the standardisation statistics taken
     /// from `unlabeled [M, D]` when given (e.g. many unlabeled training
     /// examples when only a few are labelled: the statistics need no labels).
+    /// With `cfg.standardize` false, `unlabeled` is not used and the
+    /// features are taken as they are.
     pub fn fit_standardized_by(
         x: &Tensor,
         labels: &[i64],
@@ -91,6 +112,10 @@ impl LinearProbe {
         }
         let x = x.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
         let (mean, std) = match unlabeled {
+            _ if !cfg.standardize => (
+                Tensor::zeros((1, d), DType::F32, &Device::Cpu)?,
+                Tensor::ones((1, d), DType::F32, &Device::Cpu)?,
+            ),
             Some(u) => standardizer(&u.to_dtype(DType::F32)?.to_device(&Device::Cpu)?)?,
             None => standardizer(&x)?,
         };
@@ -137,9 +162,14 @@ impl LinearProbe {
                 let logits = xb.matmul(w.as_tensor())?.broadcast_add(b.as_tensor())?;
                 let loss = candle_nn::loss::cross_entropy(&logits, &yb)?;
                 let grads = loss.backward()?;
-                let lr = cfg.lr
-                    * 0.5
-                    * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos());
+                let lr = match cfg.schedule {
+                    ProbeSchedule::Cosine => {
+                        cfg.lr
+                            * 0.5
+                            * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos())
+                    }
+                    ProbeSchedule::Constant => cfg.lr,
+                };
                 opt.step(&grads, lr)?;
                 step += 1;
             }
@@ -301,6 +331,7 @@ impl LinearProbeEvalConfig {
             lr: self.lr,
             weight_decay: self.weight_decay,
             batch_size: self.batch_size,
+            ..ProbeConfig::default()
         }
     }
 }
@@ -570,5 +601,73 @@ mod tests {
         assert_eq!(wd, 0.5 + 1e-9);
         assert!(LinearProbe::select_weight_decay(&x, &ys, 4, &cfg, &[0.1], 1, None).is_err());
         assert!(LinearProbe::select_weight_decay(&x, &ys, 4, &cfg, &[], 5, None).is_err());
+    }
+
+    #[test]
+    fn raw_features_and_a_constant_rate_are_options() {
+        let mut rng = Rng::new(7);
+        let (n, d) = (60, 4);
+        let mut xs = Vec::new();
+        let mut ys = Vec::new();
+        for i in 0..n {
+            let c = i % 3;
+            for j in 0..d {
+                xs.push(rng.normal() + if j == c { 2.0 } else { 0.0 });
+            }
+            ys.push(c as i64);
+        }
+        let x = Tensor::from_vec(xs, (n, d), &Device::Cpu).unwrap();
+        let x100 = x.affine(100.0, 0.0).unwrap();
+        let weights = |x: &Tensor, cfg: &ProbeConfig| {
+            let p = LinearProbe::fit(x, &ys, 3, cfg).unwrap();
+            p.weight.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        };
+        let gap = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0f32, f32::max)
+        };
+        let standard = ProbeConfig {
+            epochs: 20,
+            batch_size: 0,
+            weight_decay: 0.0,
+            ..ProbeConfig::default()
+        };
+        // standardised, the probe does not see the features' scale ...
+        let (a, b) = (weights(&x, &standard), weights(&x100, &standard));
+        assert!(gap(&a, &b) < 1e-4, "{a:?} {b:?}");
+        // ... as they are, it does
+        let raw = ProbeConfig {
+            standardize: false,
+            ..standard.clone()
+        };
+        let (a, b) = (weights(&x, &raw), weights(&x100, &raw));
+        assert!(gap(&a, &b) > 1e-3, "{a:?} {b:?}");
+        // on raw features, Adam's first step from zero moves every weight
+        // by the learning rate
+        let one = weights(
+            &x,
+            &ProbeConfig {
+                epochs: 1,
+                lr: 0.01,
+                ..raw.clone()
+            },
+        );
+        assert!(one.iter().all(|w| (w.abs() - 0.01).abs() < 1e-5), "{one:?}");
+        // the cosine schedule's second of two steps is half the constant one's
+        let two = |schedule| {
+            let w = weights(
+                &x,
+                &ProbeConfig {
+                    epochs: 2,
+                    schedule,
+                    ..raw.clone()
+                },
+            );
+            w.iter().map(|v| v.abs()).sum::<f32>()
+        };
+        let (constant, cosine) = (two(ProbeSchedule::Constant), two(ProbeSchedule::Cosine));
+        assert!(constant > cosine + 1e-3, "{constant} {cosine}");
     }
 }

@@ -106,6 +106,7 @@ impl Evaluator for TextProbe {
                     lr: self.cfg.lr,
                     weight_decay: self.cfg.weight_decay,
                     batch_size: 0,
+                    ..ProbeConfig::default()
                 },
             )?;
             correct += probe.accuracy(&qx, &qy)? * test.len() as f64;
