@@ -524,6 +524,28 @@ mod tests {
     use super::*;
     use crate::rng::Rng;
 
+    /// `n` standard-normal points in `d` dimensions (seed `seed`), point i
+    /// of class `i % classes`, class c shifted by `shift` along axis c.
+    fn shifted_blobs(
+        seed: u64,
+        n: usize,
+        d: usize,
+        classes: usize,
+        shift: f32,
+    ) -> (Tensor, Vec<i64>) {
+        let mut rng = Rng::new(seed);
+        let mut xs = Vec::with_capacity(n * d);
+        let mut ys = Vec::with_capacity(n);
+        for i in 0..n {
+            let c = i % classes;
+            for j in 0..d {
+                xs.push(rng.normal() + if j == c { shift } else { 0.0 });
+            }
+            ys.push(c as i64);
+        }
+        (Tensor::from_vec(xs, (n, d), &Device::Cpu).unwrap(), ys)
+    }
+
     #[test]
     fn separates_linearly_separable_classes_and_not_noise() {
         // three Gaussian blobs in 5-D, shifted along different axes
@@ -571,18 +593,7 @@ mod tests {
     fn cross_validation_picks_the_weight_decay_that_generalises() {
         // 4 classes x 10 examples: class c is shifted along axis c, the
         // other 8 axes are noise
-        let mut rng = Rng::new(5);
-        let (n, d) = (40, 12);
-        let mut xs = Vec::new();
-        let mut ys = Vec::new();
-        for i in 0..n {
-            let c = i % 4;
-            for j in 0..d {
-                xs.push(rng.normal() + if j == c { 3.0 } else { 0.0 });
-            }
-            ys.push(c as i64);
-        }
-        let x = Tensor::from_vec(xs, (n, d), &Device::Cpu).unwrap();
+        let (x, ys) = shifted_blobs(5, 40, 12, 4, 3.0);
         let cfg = ProbeConfig::default();
         let cv = |grid: &[f64]| {
             LinearProbe::select_weight_decay(&x, &ys, 4, &cfg, grid, 5, None).unwrap()
@@ -605,18 +616,7 @@ mod tests {
 
     #[test]
     fn raw_features_and_a_constant_rate_are_options() {
-        let mut rng = Rng::new(7);
-        let (n, d) = (60, 4);
-        let mut xs = Vec::new();
-        let mut ys = Vec::new();
-        for i in 0..n {
-            let c = i % 3;
-            for j in 0..d {
-                xs.push(rng.normal() + if j == c { 2.0 } else { 0.0 });
-            }
-            ys.push(c as i64);
-        }
-        let x = Tensor::from_vec(xs, (n, d), &Device::Cpu).unwrap();
+        let (x, ys) = shifted_blobs(7, 60, 4, 3, 2.0);
         let x100 = x.affine(100.0, 0.0).unwrap();
         let weights = |x: &Tensor, cfg: &ProbeConfig| {
             let p = LinearProbe::fit(x, &ys, 3, cfg).unwrap();
